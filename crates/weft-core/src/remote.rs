@@ -1,0 +1,357 @@
+//! What every SQL connector shares: the [`Capabilities`] that say which parts of a plan a
+//! source computes exactly as DataFusion does, the [`RemoteExecutor`] that wraps a connector's
+//! datafusion-federation `SQLExecutor` (naming the source in errors, applying the dialect's
+//! AST fixes, and logging every statement), and [`remote_table`], which turns a remote table
+//! into a federated DataFusion table.
+//!
+//! The planner finds a scan's capabilities through [`remote_table_info`]; it never needs to
+//! know which connector made the table.
+
+use std::any::Any;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::common::{Statistics, TableReference};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{LogicalPlan, TableSource};
+use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{PhysicalExpr, SendableRecordBatchStream};
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::unparser::dialect::Dialect;
+use datafusion_federation::sql::{
+    AstAnalyzer, LogicalOptimizer, SQLExecutor, SQLFederationProvider, SQLTable, SQLTableSource,
+};
+use datafusion_federation::{get_table_source, FederatedTableProviderAdaptor, FederationProvider};
+use futures::StreamExt;
+
+/// What a SQL source computes exactly as DataFusion does, and so may be sent to it.
+///
+/// The planner sends a part of a plan to a source only when every node and expression in it
+/// is covered here; the rest runs in DataFusion. Anything not listed is kept local: a missing
+/// capability costs speed, a wrong one costs correct answers.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The dialect's name, for EXPLAIN and errors (`sqlite`, `postgres`).
+    pub dialect: &'static str,
+    /// Scalar functions (DataFusion names) the source computes identically for every input.
+    pub scalar_functions: HashSet<String>,
+    /// Aggregate functions (DataFusion names) the source computes identically.
+    pub aggregate_functions: HashSet<String>,
+    /// Joins of two tables of the source (inner and outer equi-joins).
+    pub joins: bool,
+    /// Semi and anti joins (what `EXISTS`, `IN (subquery)` become).
+    pub semi_joins: bool,
+    /// `GROUP BY` and aggregates.
+    pub aggregates: bool,
+    /// `ORDER BY` with explicit `NULLS FIRST/LAST`, and `LIMIT`/`OFFSET`.
+    pub sort_and_limit: bool,
+    /// `/` and `%` give DataFusion's answer, division by zero included.
+    pub division: bool,
+    /// `LIKE` is case-sensitive, as in DataFusion.
+    pub case_sensitive_like: bool,
+    /// Comparisons between `DATE` values (and date literals) are exact.
+    pub date_comparisons: bool,
+    /// Comparisons between timestamps are exact.
+    pub timestamp_comparisons: bool,
+    /// Decimal arithmetic and comparisons are exact.
+    pub decimals: bool,
+    /// Casts between numeric types (integer widening, integer to float) agree.
+    pub numeric_casts: bool,
+    /// Text comparisons and ordering follow byte (code point) order, as DataFusion's do.
+    pub binary_text_order: bool,
+}
+
+impl Capabilities {
+    /// A source that gets nothing but scans with projections.
+    pub fn scan_only(dialect: &'static str) -> Self {
+        Self {
+            dialect,
+            ..Self::default()
+        }
+    }
+}
+
+/// One statement a source was sent.
+#[derive(Debug, Clone)]
+pub struct RemoteQuery {
+    /// The source's name.
+    pub source: String,
+    /// The SQL exactly as sent.
+    pub sql: String,
+    /// Rows received so far.
+    pub rows: Arc<AtomicU64>,
+}
+
+/// The last statements a source was sent, newest last. Bounded, so a long-running server
+/// does not grow it forever.
+#[derive(Debug, Clone, Default)]
+pub struct QueryLog {
+    entries: Arc<Mutex<VecDeque<RemoteQuery>>>,
+}
+
+const QUERY_LOG_CAPACITY: usize = 1024;
+
+impl QueryLog {
+    fn record(&self, query: RemoteQuery) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() == QUERY_LOG_CAPACITY {
+            entries.pop_front();
+        }
+        entries.push_back(query);
+    }
+
+    /// The statements logged so far, oldest first.
+    pub fn queries(&self) -> Vec<RemoteQuery> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.iter().cloned().collect()
+    }
+
+    /// The SQL of the statements logged so far, oldest first.
+    pub fn statements(&self) -> Vec<String> {
+        self.queries().into_iter().map(|q| q.sql).collect()
+    }
+
+    /// Forgets everything logged so far.
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+/// A post-unparse fix of the statement for one dialect.
+pub type AstRewrite = fn(Statement) -> Result<Statement>;
+
+/// Wraps a connector's `SQLExecutor`: the unparse uses Weft's dialect and AST fixes, every
+/// statement is logged and traced, and errors name the source.
+pub struct RemoteExecutor {
+    source_name: String,
+    kind: &'static str,
+    compute_context: String,
+    inner: Arc<dyn SQLExecutor>,
+    dialect: Arc<dyn Dialect>,
+    ast_rewrite: Option<AstRewrite>,
+    log: QueryLog,
+}
+
+impl std::fmt::Debug for RemoteExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteExecutor")
+            .field("source", &self.source_name)
+            .field("kind", &self.kind)
+            .field("compute_context", &self.compute_context)
+            .finish()
+    }
+}
+
+impl RemoteExecutor {
+    /// Wraps `inner` for the source `source_name`.
+    ///
+    /// `compute_context` must identify the database *and* the credentials used to reach it
+    /// (for example `sqlite:/abs/path.db` or `postgres://user@host:5432/db`): two tables are
+    /// merged into one remote query exactly when their contexts are equal.
+    pub fn new(
+        source_name: impl Into<String>,
+        kind: &'static str,
+        compute_context: impl Into<String>,
+        inner: Arc<dyn SQLExecutor>,
+        dialect: Arc<dyn Dialect>,
+    ) -> Self {
+        Self {
+            source_name: source_name.into(),
+            kind,
+            compute_context: compute_context.into(),
+            inner,
+            dialect,
+            ast_rewrite: None,
+            log: QueryLog::default(),
+        }
+    }
+
+    /// Sets a rewrite applied to every statement after unparsing.
+    pub fn with_ast_rewrite(mut self, rewrite: AstRewrite) -> Self {
+        self.ast_rewrite = Some(rewrite);
+        self
+    }
+
+    /// The statements sent through this executor.
+    pub fn log(&self) -> &QueryLog {
+        &self.log
+    }
+}
+
+#[async_trait]
+impl SQLExecutor for RemoteExecutor {
+    fn name(&self) -> &str {
+        &self.source_name
+    }
+
+    fn compute_context(&self) -> Option<String> {
+        Some(self.compute_context.clone())
+    }
+
+    fn dialect(&self) -> Arc<dyn Dialect> {
+        Arc::clone(&self.dialect)
+    }
+
+    fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
+        self.inner.logical_optimizer()
+    }
+
+    fn ast_analyzer(&self) -> Option<AstAnalyzer> {
+        let mut inner = self.inner.ast_analyzer();
+        let rewrite = self.ast_rewrite;
+        if inner.is_none() && rewrite.is_none() {
+            return None;
+        }
+        Some(Box::new(move |statement| {
+            let statement = match inner.as_mut() {
+                Some(analyzer) => analyzer(statement)?,
+                None => statement,
+            };
+            match rewrite {
+                Some(rewrite) => rewrite(statement),
+                None => Ok(statement),
+            }
+        }))
+    }
+
+    fn execute(
+        &self,
+        query: &str,
+        schema: SchemaRef,
+        filters: &[Arc<dyn PhysicalExpr>],
+    ) -> Result<SendableRecordBatchStream> {
+        tracing::debug!(source = %self.source_name, sql = %query, "remote query");
+        let rows = Arc::new(AtomicU64::new(0));
+        self.log.record(RemoteQuery {
+            source: self.source_name.clone(),
+            sql: query.to_string(),
+            rows: Arc::clone(&rows),
+        });
+        let context = format!("source `{}` ({})", self.source_name, self.kind);
+        let stream = self
+            .inner
+            .execute(query, Arc::clone(&schema), filters)
+            .map_err(|e| e.context(context.clone()))?;
+        let stream = stream.map(move |batch| match batch {
+            Ok(batch) => {
+                rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                Ok(batch)
+            }
+            Err(e) => Err(e.context(context.clone())),
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+
+    async fn statistics(&self, plan: &LogicalPlan) -> Result<Statistics> {
+        self.inner.statistics(plan).await
+    }
+
+    async fn table_names(&self) -> Result<Vec<String>> {
+        self.inner.table_names().await
+    }
+
+    async fn get_table_schema(&self, table_name: &str) -> Result<SchemaRef> {
+        self.inner.get_table_schema(table_name).await
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        self.inner.metrics()
+    }
+}
+
+/// A table of a SQL source as datafusion-federation sees it, carrying what the planner needs
+/// to decide how much of a plan the source may run.
+#[derive(Debug)]
+struct SourceSqlTable {
+    remote_name: TableReference,
+    schema: SchemaRef,
+    info: RemoteTableInfo,
+}
+
+impl SQLTable for SourceSqlTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_reference(&self) -> TableReference {
+        self.remote_name.clone()
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}
+
+/// What the planner learns about a scan of a remote table.
+#[derive(Debug, Clone)]
+pub struct RemoteTableInfo {
+    /// The source's name.
+    pub source: String,
+    /// What the source may be sent.
+    pub capabilities: Arc<Capabilities>,
+}
+
+/// One federation provider per source, shared by its tables.
+#[derive(Debug, Clone)]
+pub struct RemoteDatabase {
+    provider: Arc<SQLFederationProvider>,
+    info: RemoteTableInfo,
+}
+
+impl RemoteDatabase {
+    /// A database reached through `executor`, able to run what `capabilities` says.
+    pub fn new(executor: Arc<RemoteExecutor>, capabilities: Capabilities) -> Self {
+        let info = RemoteTableInfo {
+            source: executor.source_name.clone(),
+            capabilities: Arc::new(capabilities),
+        };
+        let executor: Arc<dyn SQLExecutor> = executor;
+        Self {
+            provider: Arc::new(SQLFederationProvider::new(executor)),
+            info,
+        }
+    }
+
+    /// A federated table: `remote_name` is how the source itself names the table.
+    pub fn table(&self, remote_name: TableReference, schema: SchemaRef) -> Arc<dyn TableProvider> {
+        let table = Arc::new(SourceSqlTable {
+            remote_name,
+            schema,
+            info: self.info.clone(),
+        });
+        let source = SQLTableSource::new_with_table(Arc::clone(&self.provider), table);
+        Arc::new(FederatedTableProviderAdaptor::new(Arc::new(source)))
+    }
+}
+
+/// For a scan of a Weft remote table: which source it belongs to and what it may be sent,
+/// with the federation provider that runs it. `None` for every other table.
+pub fn remote_table_info(
+    source: &Arc<dyn TableSource>,
+) -> Result<Option<(RemoteTableInfo, Arc<dyn FederationProvider>)>> {
+    let Some(federated) = get_table_source(source)? else {
+        return Ok(None);
+    };
+    let Some(sql_source) = (federated.as_ref() as &dyn Any).downcast_ref::<SQLTableSource>()
+    else {
+        return Ok(None);
+    };
+    let Some(table) = sql_source.table.as_any().downcast_ref::<SourceSqlTable>() else {
+        return Ok(None);
+    };
+    Ok(Some((table.info.clone(), federated.federation_provider())))
+}
+
+/// Turns a connector's error into DataFusion's, naming the source.
+pub fn source_error(source: &str, kind: &str, message: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::External(Box::new(crate::Error::source(source, kind, message.to_string())))
+}

@@ -1,0 +1,252 @@
+//! Weft's federated planner: a DataFusion session in which the largest sub-plans that one
+//! source can run exactly are cut out and sent to it as SQL in its own dialect, and
+//! everything that crosses sources runs in DataFusion.
+//!
+//! Knows DataFusion, datafusion-federation and what `weft-core` defines; never names a
+//! concrete connector.
+//!
+//! # Example
+//!
+//! A federated session over a SQLite file and a folder of Parquet files, built from the
+//! library crates alone:
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # async fn example(db: &std::path::Path, lake: &std::path::Path) -> anyhow::Result<()> {
+//! use weft_parquet::ParquetSource;
+//! use weft_planner::WeftContext;
+//! use weft_sqlite::SqliteSource;
+//!
+//! let mut weft = WeftContext::new();
+//! weft.register(Arc::new(SqliteSource::open("shop", db).await?))?;
+//! let lake = ParquetSource::open("lake", &lake.display().to_string(), &[("events", "events/")]).await?;
+//! weft.register(Arc::new(lake))?;
+//!
+//! let sql = "SELECT c.name, count(*) AS events
+//!            FROM shop.main.customers c JOIN lake.public.events e ON e.customer_id = c.id
+//!            WHERE c.country = 'NL' AND e.kind = 'purchase'
+//!            GROUP BY c.name ORDER BY events DESC LIMIT 5";
+//! let batches = weft.sql(sql).await?.collect().await?;
+//! println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
+//!
+//! // What each source was asked:
+//! for remote in weft.explain(sql).await?.remote {
+//!     println!("{} ({}): {}", remote.source, remote.compute_context, remote.sql);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod federate;
+mod pushdown;
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::dataframe::DataFrame;
+use datafusion::error::Result;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::optimizer::Optimizer;
+use datafusion::physical_plan::{displayable, DisplayFormatType, ExecutionPlan};
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion_federation::FederatedQueryPlanner;
+use weft_core::{register_source, Source};
+
+pub use federate::FederationRule;
+
+/// The session config Weft plans with.
+pub fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(true);
+    // Filters reach the Parquet decoder, not only row-group and page pruning.
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    config.options_mut().execution.parquet.reorder_filters = true;
+    config
+}
+
+/// A DataFusion session state that federates: DataFusion's own optimizer rules first, then
+/// [`FederationRule`], and datafusion-federation's query planner for the remote parts.
+pub fn federated_session_state(config: SessionConfig) -> SessionState {
+    let mut rules = Optimizer::new().rules;
+    rules.push(Arc::new(FederationRule::new()));
+    SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_optimizer_rules(rules)
+        .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
+        .build()
+}
+
+/// One statement a plan sends to a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSql {
+    /// The source's name.
+    pub source: String,
+    /// The database and credentials it runs in.
+    pub compute_context: String,
+    /// The SQL exactly as it will be sent.
+    pub sql: String,
+}
+
+/// What a query will do: the physical plan and the SQL each source is sent.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The physical plan, indented.
+    pub plan: String,
+    /// Every remote statement, in plan order.
+    pub remote: Vec<RemoteSql>,
+}
+
+/// A federated session over a set of sources.
+#[derive(Clone)]
+pub struct WeftContext {
+    ctx: SessionContext,
+    sources: Vec<Arc<dyn Source>>,
+}
+
+impl std::fmt::Debug for WeftContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeftContext")
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WeftContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WeftContext {
+    /// A session with no sources yet.
+    pub fn new() -> Self {
+        Self::with_config(session_config())
+    }
+
+    /// A session with a custom DataFusion config.
+    pub fn with_config(config: SessionConfig) -> Self {
+        let state = federated_session_state(config);
+        Self {
+            ctx: SessionContext::new_with_state(state),
+            sources: Vec::new(),
+        }
+    }
+
+    /// Adds a source: its tables become `<source>.<schema>.<table>`.
+    pub fn register(&mut self, source: Arc<dyn Source>) -> weft_core::Result<()> {
+        if self
+            .sources
+            .iter()
+            .any(|s| s.name().eq_ignore_ascii_case(source.name()))
+        {
+            return Err(weft_core::Error::InvalidConfig(format!(
+                "a source named `{}` is already registered",
+                source.name()
+            )));
+        }
+        register_source(&self.ctx, source.as_ref())?;
+        self.sources.push(source);
+        Ok(())
+    }
+
+    /// The registered sources.
+    pub fn sources(&self) -> &[Arc<dyn Source>] {
+        &self.sources
+    }
+
+    /// The underlying DataFusion session.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Plans a read-only query: DDL, DML and `SET` are refused.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        self.ctx.sql_with_options(sql, options).await
+    }
+
+    /// Plans a query and describes it: the physical plan and the SQL each source is sent.
+    pub async fn explain(&self, sql: &str) -> Result<Explanation> {
+        let plan = self.sql(sql).await?.create_physical_plan().await?;
+        let text = displayable(plan.as_ref()).indent(true).to_string();
+        Ok(Explanation {
+            plan: text,
+            remote: remote_sql(&plan)?,
+        })
+    }
+}
+
+/// The SQL every remote part of a physical plan sends, in plan order.
+pub fn remote_sql(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<RemoteSql>> {
+    let mut out = Vec::new();
+    plan.apply(|node| {
+        if let Some(virtual_plan) =
+            node.downcast_ref::<datafusion_federation::sql::VirtualExecutionPlan>()
+        {
+            let executor = virtual_plan.executor();
+            let text = DisplayedPlan(virtual_plan).to_string();
+            out.push(RemoteSql {
+                source: executor.name().to_string(),
+                compute_context: executor.compute_context().unwrap_or_default(),
+                sql: final_sql(&text),
+            });
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(out)
+}
+
+struct DisplayedPlan<'a>(&'a datafusion_federation::sql::VirtualExecutionPlan);
+
+impl std::fmt::Display for DisplayedPlan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use datafusion::physical_plan::DisplayAs;
+        self.0.fmt_as(DisplayFormatType::Default, f)
+    }
+}
+
+/// The statement a `VirtualExecutionPlan` sends: datafusion-federation displays the
+/// unparsed SQL and then each rewrite of it that changed something; the last one is sent.
+fn final_sql(displayed: &str) -> String {
+    const STAGES: [&str; 5] = [
+        " rewritten_sql_query=",
+        " rewritten_ast_analyzer=",
+        " rewritten_executor_sql=",
+        " rewritten_logical_sql=",
+        " base_sql=",
+    ];
+    for stage in STAGES {
+        if let Some(pos) = displayed.find(stage) {
+            let rest = &displayed[pos + stage.len()..];
+            let end = STAGES
+                .iter()
+                .filter_map(|s| rest.find(s))
+                .min()
+                .unwrap_or(rest.len());
+            return rest[..end].to_string();
+        }
+    }
+    String::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::final_sql;
+
+    #[test]
+    fn final_sql_is_the_last_rewrite() {
+        assert_eq!(
+            final_sql("VirtualExecutionPlan name=a compute_context=b base_sql=SELECT 1 rewritten_executor_sql=SELECT 2"),
+            "SELECT 2"
+        );
+        assert_eq!(
+            final_sql("VirtualExecutionPlan name=a compute_context=b base_sql=SELECT 1"),
+            "SELECT 1"
+        );
+    }
+}

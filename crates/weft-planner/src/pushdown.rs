@@ -1,0 +1,302 @@
+//! Which parts of a plan a source computes exactly as DataFusion does.
+//!
+//! A node or expression is pushable only when the source's [`Capabilities`] cover it and
+//! DataFusion's unparser is known to write it faithfully. Anything else stays in DataFusion:
+//! a missed pushdown costs rows on the wire, a wrong one costs a wrong answer.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
+use datafusion::logical_expr::{
+    Between, ExprSchemable, BinaryExpr, Case, Cast, Distinct, Expr, JoinType, Like, LogicalPlan, Operator,
+};
+use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
+use datafusion::common::NullEquality;
+use weft_core::remote::Capabilities;
+
+/// Whether `plan` itself (not its inputs, which the caller has checked) may run in the
+/// source. `input_limited` says whether an input's result is cut by a LIMIT: the unparser
+/// flattens a filter, join or aggregate over a limited input into one SELECT, which changes
+/// the result, so only a projection may sit on top of one.
+pub(crate) fn node_pushable(plan: &LogicalPlan, caps: &Capabilities, input_limited: bool) -> bool {
+    match plan {
+        LogicalPlan::Projection(p) => p
+            .expr
+            .iter()
+            .all(|e| expr_pushable(e, p.input.schema(), caps)),
+        _ if input_limited => false,
+        LogicalPlan::Filter(f) => expr_pushable(&f.predicate, f.input.schema(), caps),
+        LogicalPlan::Join(j) => {
+            let join_type_ok = match j.join_type {
+                JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full => true,
+                JoinType::LeftSemi
+                | JoinType::RightSemi
+                | JoinType::LeftAnti
+                | JoinType::RightAnti => caps.semi_joins,
+                _ => false,
+            };
+            let schema = j.left.schema().join(j.right.schema());
+            let Ok(schema) = schema else { return false };
+            caps.joins
+                && join_type_ok
+                && j.null_equality == NullEquality::NullEqualsNothing
+                && j.on.iter().all(|(l, r)| {
+                    comparable(l, r, &schema, caps, Operator::Eq)
+                        && expr_pushable(l, &schema, caps)
+                        && expr_pushable(r, &schema, caps)
+                })
+                && j
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| expr_pushable(f, &schema, caps))
+        }
+        LogicalPlan::Aggregate(a) => {
+            let schema = a.input.schema();
+            caps.aggregates
+                && a.group_expr.iter().all(|e| {
+                    !matches!(e, Expr::GroupingSet(_) | Expr::Literal(..))
+                        && expr_pushable(e, schema, caps)
+                })
+                && a.aggr_expr.iter().all(|e| expr_pushable(e, schema, caps))
+        }
+        LogicalPlan::Sort(s) => {
+            caps.sort_and_limit
+                && s.expr
+                    .iter()
+                    .all(|e| expr_pushable(&e.expr, s.input.schema(), caps) && orderable(&e.expr, s.input.schema(), caps))
+        }
+        LogicalPlan::Limit(l) => {
+            caps.sort_and_limit
+                && matches!(l.get_skip_type(), Ok(SkipType::Literal(_)))
+                && matches!(l.get_fetch_type(), Ok(FetchType::Literal(_)))
+        }
+        LogicalPlan::SubqueryAlias(_) => true,
+        LogicalPlan::Distinct(Distinct::All(input)) => {
+            // SELECT DISTINCT compares like GROUP BY does.
+            caps.aggregates && input.schema().fields().iter().all(|f| groupable(f.data_type(), caps))
+        }
+        _ => false,
+    }
+}
+
+/// Whether the node cuts its result to a number of rows.
+pub(crate) fn limits(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Limit(_) => true,
+        LogicalPlan::Sort(s) => s.fetch.is_some(),
+        LogicalPlan::TableScan(t) => t.fetch.is_some(),
+        _ => false,
+    }
+}
+
+/// Whether `expr` computes the same value in the source as in DataFusion.
+pub(crate) fn expr_pushable(expr: &Expr, schema: &DFSchema, caps: &Capabilities) -> bool {
+    let pushable = |e: &Expr| expr_pushable(e, schema, caps);
+    match expr {
+        Expr::Column(_) => true,
+        Expr::Alias(a) => pushable(&a.expr),
+        Expr::Literal(value, _) => literal_pushable(value, caps),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            if !pushable(left) || !pushable(right) {
+                return false;
+            }
+            match op {
+                Operator::And | Operator::Or => true,
+                Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq
+                | Operator::IsDistinctFrom
+                | Operator::IsNotDistinctFrom => comparable(left, right, schema, caps, *op),
+                Operator::Plus | Operator::Minus | Operator::Multiply => {
+                    arithmetic(left, right, schema, caps)
+                }
+                Operator::Divide | Operator::Modulo => {
+                    caps.division && arithmetic(left, right, schema, caps)
+                }
+                Operator::StringConcat => {
+                    is_string_like(&type_of(left, schema)) && is_string_like(&type_of(right, schema))
+                }
+                _ => false,
+            }
+        }
+        Expr::Not(e) | Expr::IsNull(e) | Expr::IsNotNull(e) => pushable(e),
+        Expr::Negative(e) => pushable(e) && is_numeric(&type_of(e, schema), caps),
+        Expr::Between(Between {
+            expr, low, high, ..
+        }) => {
+            pushable(expr)
+                && pushable(low)
+                && pushable(high)
+                && comparable(expr, low, schema, caps, Operator::LtEq)
+                && comparable(expr, high, schema, caps, Operator::LtEq)
+        }
+        Expr::InList(list) => {
+            pushable(&list.expr)
+                && list.list.iter().all(|item| {
+                    pushable(item) && comparable(&list.expr, item, schema, caps, Operator::Eq)
+                })
+        }
+        Expr::Like(Like {
+            expr,
+            pattern,
+            escape_char,
+            case_insensitive,
+            ..
+        }) => {
+            caps.case_sensitive_like
+                && !case_insensitive
+                && escape_char.is_none()
+                && pushable(expr)
+                && pushable(pattern)
+                && is_string_like(&type_of(expr, schema))
+        }
+        Expr::Case(Case {
+            expr,
+            when_then_expr,
+            else_expr,
+        }) => {
+            expr.as_deref().is_none_or(pushable)
+                && when_then_expr
+                    .iter()
+                    .all(|(w, t)| pushable(w) && pushable(t))
+                && else_expr.as_deref().is_none_or(pushable)
+        }
+        Expr::Cast(Cast { expr, field }) => {
+            let data_type = field.data_type();
+            let from = type_of(expr, schema);
+            pushable(expr)
+                && (from == *data_type
+                    || (caps.numeric_casts
+                        && is_integer(&from)
+                        && matches!(data_type, DataType::Int64 | DataType::Float64)))
+        }
+        Expr::ScalarFunction(ScalarFunction { func, args }) => {
+            caps.scalar_functions.contains(func.name()) && args.iter().all(pushable)
+        }
+        Expr::AggregateFunction(AggregateFunction { func, params }) => {
+            caps.aggregate_functions.contains(func.name())
+                && params.filter.is_none()
+                && params.order_by.is_empty()
+                && params.null_treatment.is_none()
+                && params.args.iter().all(pushable)
+                && params
+                    .args
+                    .iter()
+                    .all(|a| aggregable(func.name(), &type_of(a, schema), caps))
+        }
+        _ => false,
+    }
+}
+
+fn literal_pushable(value: &ScalarValue, caps: &Capabilities) -> bool {
+    match value {
+        ScalarValue::Null
+        | ScalarValue::Boolean(_)
+        | ScalarValue::Int8(_)
+        | ScalarValue::Int16(_)
+        | ScalarValue::Int32(_)
+        | ScalarValue::Int64(_)
+        | ScalarValue::UInt8(_)
+        | ScalarValue::UInt16(_)
+        | ScalarValue::UInt32(_) => true,
+        ScalarValue::Float32(v) => v.is_none_or(f32::is_finite),
+        ScalarValue::Float64(v) => v.is_none_or(f64::is_finite),
+        ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => {
+            // A NUL cannot be written in a SQL string literal.
+            v.as_deref().is_none_or(|s| !s.contains('\0'))
+        }
+        ScalarValue::Date32(_) => caps.date_comparisons,
+        ScalarValue::Decimal128(..) | ScalarValue::Decimal256(..) => caps.decimals,
+        _ => false,
+    }
+}
+
+fn type_of(expr: &Expr, schema: &DFSchema) -> DataType {
+    expr.get_type(schema).unwrap_or(DataType::Null)
+}
+
+fn is_integer(t: &DataType) -> bool {
+    t.is_integer()
+}
+
+fn is_float(t: &DataType) -> bool {
+    matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64)
+}
+
+fn is_numeric(t: &DataType, caps: &Capabilities) -> bool {
+    is_integer(t)
+        || is_float(t)
+        || (caps.decimals && matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)))
+}
+
+fn is_string_like(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null)
+}
+
+fn is_timestamp(t: &DataType) -> bool {
+    matches!(t, DataType::Timestamp(..))
+}
+
+/// `l op r` compares the same way in the source.
+fn comparable(l: &Expr, r: &Expr, schema: &DFSchema, caps: &Capabilities, op: Operator) -> bool {
+    let (lt, rt) = (type_of(l, schema), type_of(r, schema));
+    let equality = matches!(
+        op,
+        Operator::Eq | Operator::NotEq | Operator::IsDistinctFrom | Operator::IsNotDistinctFrom
+    );
+    match (&lt, &rt) {
+        (DataType::Null, _) | (_, DataType::Null) => true,
+        (DataType::Boolean, DataType::Boolean) => true,
+        _ if is_numeric(&lt, caps) && is_numeric(&rt, caps) => true,
+        _ if is_string_like(&lt) && is_string_like(&rt) => equality || caps.binary_text_order,
+        (DataType::Date32, DataType::Date32) => caps.date_comparisons,
+        _ if is_timestamp(&lt) && lt == rt => caps.timestamp_comparisons,
+        _ => false,
+    }
+}
+
+/// Arithmetic on numbers only: no date or interval arithmetic, whose syntax and semantics
+/// differ everywhere.
+fn arithmetic(l: &Expr, r: &Expr, schema: &DFSchema, caps: &Capabilities) -> bool {
+    is_numeric(&type_of(l, schema), caps) && is_numeric(&type_of(r, schema), caps)
+}
+
+/// Values of this type are grouped (and made DISTINCT) the same way in the source.
+fn groupable(t: &DataType, caps: &Capabilities) -> bool {
+    match t {
+        DataType::Boolean | DataType::Null => true,
+        _ if is_numeric(t, caps) => true,
+        _ if is_string_like(t) => true,
+        DataType::Date32 => caps.date_comparisons,
+        _ if is_timestamp(t) => caps.timestamp_comparisons,
+        _ => false,
+    }
+}
+
+/// Ordering by this expression gives DataFusion's order.
+fn orderable(e: &Expr, schema: &DFSchema, caps: &Capabilities) -> bool {
+    let t = type_of(e, schema);
+    match &t {
+        _ if is_string_like(&t) => caps.binary_text_order,
+        _ => groupable(&t, caps),
+    }
+}
+
+/// `func(arg)` gives DataFusion's answer for an argument of this type.
+fn aggregable(func: &str, t: &DataType, caps: &Capabilities) -> bool {
+    match func {
+        "count" => true,
+        "min" | "max" => {
+            if is_string_like(t) {
+                caps.binary_text_order
+            } else {
+                groupable(t, caps)
+            }
+        }
+        // Sums and averages of numbers only (integer sums stay integers in both).
+        _ => is_numeric(t, caps),
+    }
+}

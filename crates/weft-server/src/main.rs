@@ -1,0 +1,182 @@
+//! The `weft` binary: runs, explains and inspects federated queries over the sources of a
+//! config file, or over the built-in demo data when no config is given.
+//!
+//! Knows the connectors (each behind its cargo feature), the planner and the command line;
+//! the Flight SQL server will live here too.
+//!
+//! # Features
+//!
+//! - `sqlite` (default): the SQLite connector.
+//! - `parquet` (default): the Parquet connector.
+
+mod output;
+mod registry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use weft_core::config::Config;
+use weft_planner::WeftContext;
+
+/// Weft: one SQL interface over SQLite, Parquet and more, with whole sub-plans pushed into
+/// each source.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about)]
+struct Cli {
+    /// The config file; without it Weft serves its built-in demo data.
+    #[arg(long, short, global = true, env = "WEFT_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Where the demo data is written on first use.
+    #[arg(long, global = true, env = "WEFT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs one query and prints the result (timing on stderr).
+    Query {
+        /// How to print the result.
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// The SQL query.
+        sql: String,
+    },
+    /// Prints the plan of a query and the exact SQL sent to each source.
+    Explain {
+        /// The SQL query.
+        sql: String,
+    },
+    /// Lists every source, its tables and their columns.
+    Sources,
+}
+
+/// Output formats of `weft query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", output::describe_error(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let weft = open(&cli).await?;
+    match cli.command {
+        Command::Query { format, sql } => {
+            let started = Instant::now();
+            let df = weft.sql(&sql).await?;
+            let batches = df.collect().await?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            output::print(&batches, format)?;
+            let remote: usize = weft
+                .sources()
+                .iter()
+                .filter_map(|s| s.query_log())
+                .map(|log| log.queries().len())
+                .sum();
+            eprintln!(
+                "{rows} row{} in {:.3} s ({remote} remote quer{})",
+                if rows == 1 { "" } else { "s" },
+                started.elapsed().as_secs_f64(),
+                if remote == 1 { "y" } else { "ies" },
+            );
+        }
+        Command::Explain { sql } => {
+            let explanation = weft.explain(&sql).await?;
+            println!("Remote queries:");
+            if explanation.remote.is_empty() {
+                println!("  (none: everything runs in DataFusion)");
+            }
+            for remote in &explanation.remote {
+                println!("  {}: {}", remote.source, remote.sql);
+            }
+            println!("\nPlan:");
+            for line in explanation.plan.lines() {
+                println!("  {line}");
+            }
+        }
+        Command::Sources => {
+            for source in weft.sources() {
+                println!("{} ({})", source.name(), source.kind());
+                for table in source.tables() {
+                    println!("  {}.{}.{}", source.name(), table.schema, table.name);
+                    for field in table.provider.schema().fields() {
+                        println!("    {:<24} {}", field.name(), field.data_type());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens every source of the config (or of the demo) into a federated session.
+async fn open(cli: &Cli) -> anyhow::Result<WeftContext> {
+    let (config, demo) = match &cli.config {
+        Some(path) => (Config::load(path)?, false),
+        None => {
+            let dir = match &cli.data_dir {
+                Some(dir) => dir.clone(),
+                None => dirs::data_local_dir()
+                    .or_else(dirs::cache_dir)
+                    .unwrap_or_else(std::env::temp_dir)
+                    .join("weft")
+                    .join("demo"),
+            };
+            if !dir.join("v1").join("complete").exists() {
+                eprintln!("Writing the demo data to {} ...", dir.display());
+            }
+            let demo = weft_demo::ensure(&dir)?;
+            let text = demo.config_toml();
+            let config = Config::parse(&text, std::path::Path::new("<demo>"), dir)
+                .context("the built-in demo config is invalid")?;
+            (config, true)
+        }
+    };
+    let mut weft = WeftContext::new();
+    for source in &config.sources {
+        match registry::open_source(source, &config).await {
+            Ok(opened) => weft.register(opened)?,
+            // The demo skips what this build cannot read; a user's config never does.
+            Err(registry::OpenError::NotBuilt(message)) if demo => {
+                tracing::warn!("{message}; the demo goes on without it");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(weft)
+}

@@ -1,0 +1,291 @@
+//! SQLite connector: every table and view of a SQLite file as a federated, read-only
+//! DataFusion table in the catalog `<source>.main.<table>`, so that whole sub-plans over one
+//! file run inside SQLite.
+//!
+//! Built on datafusion-table-providers' SQLite pool and executor. Knows `rusqlite` and the
+//! SQLite dialect; knows nothing of the planner, the server or other connectors.
+//!
+//! The file is never modified: it is opened with `mode=ro`, and the pool's usual switch to
+//! WAL mode (which writes `-wal`/`-shm` files beside the database) is never made.
+//!
+//! Column types come from the declared types, following SQLite's affinity rules, with `DATE`,
+//! `DATETIME`/`TIMESTAMP` and `BOOLEAN` read as Arrow dates, timestamps and booleans. Dates
+//! and timestamps must be stored as ISO-8601 text, the form SQLite's own date functions use.
+
+mod dialect;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::TableReference;
+use datafusion::sql::unparser::dialect::SqliteDialect;
+use datafusion_federation::sql::SQLExecutor;
+use datafusion_table_providers::sql::db_connection_pool::{
+    sqlitepool::SqliteConnectionPool, DbConnectionPool, JoinPushDown, Mode,
+};
+use datafusion_table_providers::sqlite::sql_table::SQLiteTable;
+use rusqlite::OpenFlags;
+use weft_core::config::{Config, SqliteConfig};
+use weft_core::remote::{QueryLog, RemoteDatabase, RemoteExecutor};
+use weft_core::{Error, Result, Source, SourceTable};
+
+const KIND: &str = "sqlite";
+
+/// The schema every SQLite table is registered in.
+pub const SCHEMA: &str = "main";
+
+/// A SQLite file as a Weft source.
+#[derive(Debug)]
+pub struct SqliteSource {
+    name: String,
+    path: PathBuf,
+    tables: Vec<SourceTable>,
+    executor: Arc<RemoteExecutor>,
+}
+
+/// A discovered table: its name and Arrow schema.
+struct TableDef {
+    name: String,
+    schema: SchemaRef,
+}
+
+impl SqliteSource {
+    /// Opens the source a config entry describes; relative paths are relative to the config.
+    pub async fn from_config(source: &SqliteConfig, config: &Config) -> Result<Self> {
+        Self::open_with_timeout(
+            &source.name,
+            &config.resolve(&source.path),
+            Duration::from_millis(source.busy_timeout_ms),
+        )
+        .await
+    }
+
+    /// Opens the SQLite file at `path`, read-only, and discovers its tables and views.
+    pub async fn open(name: &str, path: &Path) -> Result<Self> {
+        Self::open_with_timeout(name, path, Duration::from_secs(5)).await
+    }
+
+    async fn open_with_timeout(name: &str, path: &Path, busy_timeout: Duration) -> Result<Self> {
+        let fail = |message: String| Error::source(name, KIND, message);
+        if !path.is_file() {
+            return Err(fail(format!(
+                "database file `{}` does not exist or is not a file",
+                path.display()
+            )));
+        }
+        let path = path
+            .canonicalize()
+            .map_err(|e| fail(format!("cannot resolve `{}`: {e}", path.display())))?;
+        let defs = discover(&path).map_err(|e| fail(format!("`{}`: {e}", path.display())))?;
+
+        let uri = read_only_uri(&path);
+        let pool = SqliteConnectionPool::new(
+            &uri,
+            Mode::File,
+            JoinPushDown::AllowedFor(path.display().to_string()),
+            vec![],
+            busy_timeout,
+        )
+        .await
+        .map_err(|e| fail(format!("cannot open `{}`: {e}", path.display())))?;
+        let pool: Arc<
+            dyn DbConnectionPool<tokio_rusqlite::Connection, &'static (dyn tokio_rusqlite::ToSql + Sync)>
+                + Send
+                + Sync,
+        > = Arc::new(pool);
+
+        // The executor runs any statement against the file; the table it is built for is
+        // only a placeholder that datafusion-table-providers requires.
+        let placeholder = Arc::new(Schema::empty());
+        let sqlite = SQLiteTable::new_with_schema(&pool, placeholder, TableReference::bare("sqlite_master"));
+        let inner: Arc<dyn SQLExecutor> = Arc::new(sqlite);
+        let executor = Arc::new(
+            RemoteExecutor::new(
+                name,
+                KIND,
+                format!("sqlite:{}", path.display()),
+                inner,
+                Arc::new(SqliteDialect {}),
+            )
+            .with_ast_rewrite(dialect::rewrite_statement),
+        );
+        let database = RemoteDatabase::new(Arc::clone(&executor), dialect::capabilities());
+        let tables = defs
+            .into_iter()
+            .map(|def| SourceTable {
+                schema: SCHEMA.to_string(),
+                provider: database.table(TableReference::bare(def.name.as_str()), def.schema),
+                name: def.name,
+            })
+            .collect();
+        tracing::debug!(source = name, path = %path.display(), "opened SQLite source");
+        Ok(Self {
+            name: name.to_string(),
+            path,
+            tables,
+            executor,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Source for SqliteSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn tables(&self) -> &[SourceTable] {
+        &self.tables
+    }
+
+    fn query_log(&self) -> Option<&QueryLog> {
+        Some(self.executor.log())
+    }
+}
+
+/// `file:<path>?mode=ro`: SQLite refuses every write, and never creates the file.
+fn read_only_uri(path: &Path) -> String {
+    let mut encoded = String::new();
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' => encoded.push_str("%25"),
+            '?' => encoded.push_str("%3f"),
+            '#' => encoded.push_str("%23"),
+            c => encoded.push(c),
+        }
+    }
+    format!("file:{encoded}?mode=ro")
+}
+
+/// Lists the tables and views of the file with their declared column types.
+fn discover(path: &Path) -> rusqlite::Result<Vec<TableDef>> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_master \
+         WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+         ORDER BY name",
+    )?;
+    let names = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut defs = Vec::with_capacity(names.len());
+    for name in names {
+        let mut info = conn.prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")?;
+        let fields = info
+            .query_map([&name], |row| {
+                let column: String = row.get(0)?;
+                let declared: String = row.get(1)?;
+                Ok(Field::new(column, arrow_type(&declared), true))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        defs.push(TableDef {
+            name,
+            schema: Arc::new(Schema::new(fields)),
+        });
+    }
+    Ok(defs)
+}
+
+/// The Arrow type of a column with this declared type: SQLite's affinity rules
+/// (<https://www.sqlite.org/datatype3.html#determination_of_column_affinity>), with the
+/// NUMERIC-affinity names for dates, timestamps and booleans read as such.
+pub fn arrow_type(declared: &str) -> DataType {
+    let t = declared.to_ascii_uppercase();
+    if t.contains("INT") {
+        DataType::Int64
+    } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
+        DataType::Utf8
+    } else if t.contains("BLOB") {
+        DataType::Binary
+    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+        DataType::Float64
+    } else if t.starts_with("BOOL") {
+        DataType::Boolean
+    } else if t.starts_with("DATETIME") || t.starts_with("TIMESTAMP") {
+        DataType::Timestamp(TimeUnit::Microsecond, None)
+    } else if t == "DATE" {
+        DataType::Date32
+    } else if t.is_empty() {
+        // No declared type: values keep whatever type they were stored with. Text is the
+        // one reading that works for what such columns usually hold.
+        DataType::Utf8
+    } else {
+        DataType::Float64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_types_follow_sqlite_affinity() {
+        assert_eq!(arrow_type("INTEGER"), DataType::Int64);
+        assert_eq!(arrow_type("bigint"), DataType::Int64);
+        assert_eq!(arrow_type("VARCHAR(30)"), DataType::Utf8);
+        assert_eq!(arrow_type("REAL"), DataType::Float64);
+        assert_eq!(arrow_type("DECIMAL(10,2)"), DataType::Float64);
+        assert_eq!(arrow_type("DATE"), DataType::Date32);
+        assert_eq!(
+            arrow_type("TIMESTAMP"),
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        );
+        assert_eq!(arrow_type("BOOLEAN"), DataType::Boolean);
+        assert_eq!(arrow_type("BLOB"), DataType::Binary);
+    }
+
+    #[test]
+    fn uri_is_read_only_and_escapes_query_characters() {
+        assert_eq!(
+            read_only_uri(Path::new("/tmp/a?b#c%d.db")),
+            "file:/tmp/a%3fb%23c%25d.db?mode=ro"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_file_names_the_source_and_path() {
+        let err = SqliteSource::open("shop", Path::new("/nonexistent/shop.db"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "source `shop` (sqlite): database file `/nonexistent/shop.db` does not exist or is not a file"
+        );
+    }
+
+    #[tokio::test]
+    async fn discovers_tables_and_leaves_the_file_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE orders (id INTEGER, placed DATE, note TEXT);
+                 CREATE VIEW big AS SELECT id FROM orders WHERE id > 10;",
+            )
+            .unwrap();
+        }
+        let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let source = SqliteSource::open("s", &path).await.unwrap();
+        let names: Vec<_> = source.tables().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["big", "orders"]);
+        let orders = &source.tables()[1].provider.schema();
+        assert_eq!(orders.field(1).data_type(), &DataType::Date32);
+        let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(before, after, "opening must not create files beside the database");
+    }
+}
