@@ -1,1 +1,232 @@
-//! tests
+//! Shared fixtures for Weft's end-to-end tests: the demo data placed in its real sources
+//! (SQLite file and Parquet folder) and the same data held locally in DataFusion, so that
+//! every answer can be compared across placements.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use weft_core::{Source, SourceTable};
+use weft_parquet::ParquetSource;
+use weft_planner::WeftContext;
+use weft_sqlite::SqliteSource;
+
+/// The demo data, written once per test run into the target folder.
+pub fn demo() -> &'static weft_demo::Demo {
+    static DEMO: OnceLock<weft_demo::Demo> = OnceLock::new();
+    DEMO.get_or_init(|| {
+        let dir = std::env::var_os("WEFT_TEST_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("weft-integration-tests"));
+        weft_demo::ensure(&dir).expect("write the demo data")
+    })
+}
+
+/// The demo's SQLite source.
+pub async fn shop() -> Arc<SqliteSource> {
+    Arc::new(SqliteSource::open("shop", &demo().sqlite).await.expect("open shop"))
+}
+
+/// The demo's Parquet source.
+pub async fn lake() -> Arc<ParquetSource> {
+    let lake = demo().lake.display().to_string();
+    Arc::new(
+        ParquetSource::open("lake", &lake, &[("events", "events/")])
+            .await
+            .expect("open lake"),
+    )
+}
+
+/// The demo as users see it: `shop` in SQLite, `lake` in Parquet.
+pub async fn federated() -> (WeftContext, Arc<SqliteSource>) {
+    let shop = shop().await;
+    let mut weft = WeftContext::new();
+    weft.register(shop.clone()).expect("register shop");
+    weft.register(lake().await).expect("register lake");
+    (weft, shop)
+}
+
+/// The same data with `shop` held in DataFusion's memory: nothing is pushed anywhere.
+pub async fn local() -> WeftContext {
+    let mut weft = WeftContext::new();
+    weft.register(Arc::new(
+        MemorySource::copy_of_sqlite("shop", &demo().sqlite).expect("copy shop"),
+    ))
+    .expect("register local shop");
+    weft.register(lake().await).expect("register lake");
+    weft
+}
+
+/// Tables held in memory, under the same names a SQLite source would give them.
+#[derive(Debug)]
+pub struct MemorySource {
+    name: String,
+    tables: Vec<SourceTable>,
+}
+
+impl Source for MemorySource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn tables(&self) -> &[SourceTable] {
+        &self.tables
+    }
+}
+
+impl MemorySource {
+    /// Reads every table of a SQLite file with plain `rusqlite` (not through Weft) into
+    /// memory, typed as the SQLite connector types them.
+    pub fn copy_of_sqlite(name: &str, path: &Path) -> rusqlite::Result<Self> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut tables = Vec::new();
+        for table in names {
+            let columns: Vec<(String, DataType)> = conn
+                .prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")?
+                .query_map([&table], |r| {
+                    let declared: String = r.get(1)?;
+                    Ok((r.get(0)?, weft_sqlite::arrow_type(&declared)))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut builders: Vec<Column> = columns.iter().map(|(_, t)| Column::new(t)).collect();
+            let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\""))?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                for (i, builder) in builders.iter_mut().enumerate() {
+                    builder.push(row, i)?;
+                }
+            }
+            let fields: Vec<Field> = columns
+                .iter()
+                .map(|(n, t)| Field::new(n, t.clone(), true))
+                .collect();
+            let schema = Arc::new(Schema::new(fields));
+            let arrays: Vec<ArrayRef> = builders
+                .into_iter()
+                .zip(&columns)
+                .map(|(b, (_, t))| b.finish(t))
+                .collect();
+            let batch = RecordBatch::try_new(Arc::clone(&schema), arrays).expect("batch");
+            let mem = MemTable::try_new(schema, vec![vec![batch]]).expect("memtable");
+            tables.push(SourceTable {
+                schema: weft_sqlite::SCHEMA.to_string(),
+                name: table,
+                provider: Arc::new(mem),
+            });
+        }
+        Ok(Self {
+            name: name.to_string(),
+            tables,
+        })
+    }
+}
+
+enum Column {
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    /// Text, and dates and timestamps read as ISO text then cast.
+    Text(StringBuilder),
+}
+
+impl Column {
+    fn new(t: &DataType) -> Self {
+        match t {
+            DataType::Int64 => Column::Int(Int64Builder::new()),
+            DataType::Float64 => Column::Float(Float64Builder::new()),
+            DataType::Boolean => Column::Bool(BooleanBuilder::new()),
+            _ => Column::Text(StringBuilder::new()),
+        }
+    }
+
+    fn push(&mut self, row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<()> {
+        match self {
+            Column::Int(b) => b.append_option(row.get::<_, Option<i64>>(i)?),
+            Column::Float(b) => b.append_option(row.get::<_, Option<f64>>(i)?),
+            Column::Bool(b) => b.append_option(row.get::<_, Option<bool>>(i)?),
+            Column::Text(b) => b.append_option(row.get::<_, Option<String>>(i)?),
+        }
+        Ok(())
+    }
+
+    fn finish(self, t: &DataType) -> ArrayRef {
+        match self {
+            Column::Int(mut b) => Arc::new(b.finish()),
+            Column::Float(mut b) => Arc::new(b.finish()),
+            Column::Bool(mut b) => Arc::new(b.finish()),
+            Column::Text(mut b) => {
+                let text: ArrayRef = Arc::new(b.finish());
+                cast(&text, t).expect("ISO text casts to its declared type")
+            }
+        }
+    }
+}
+
+/// Every value of the batches as text, one row a line: NULL as `NULL`, floats rounded to
+/// 10 significant digits (sums computed in another order differ in the last bits).
+pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    use datafusion::arrow::array::Array;
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            out.push(
+                batch
+                    .columns()
+                    .iter()
+                    .zip(&formatters)
+                    .map(|(column, f)| {
+                        if column.is_null(row) {
+                            return "NULL".to_string();
+                        }
+                        match column.data_type() {
+                            DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+                                let v: f64 = f.value(row).to_string().parse().unwrap_or(f64::NAN);
+                                round_float(v)
+                            }
+                            _ => f.value(row).to_string(),
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+fn round_float(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let digits = 10 - (v.abs().log10().floor() as i32 + 1);
+    let scale = 10f64.powi(digits.max(0));
+    let rounded = (v * scale).round() / scale;
+    let text = format!("{rounded}");
+    if text.contains('.') || text.contains('e') {
+        text
+    } else {
+        format!("{text}.0")
+    }
+}

@@ -292,12 +292,23 @@ impl SQLTable for SourceSqlTable {
 }
 
 /// What the planner learns about a scan of a remote table.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RemoteTableInfo {
     /// The source's name.
     pub source: String,
     /// What the source may be sent.
     pub capabilities: Arc<Capabilities>,
+    /// The dialect the source's SQL is written in.
+    pub dialect: Arc<dyn Dialect>,
+}
+
+impl std::fmt::Debug for RemoteTableInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteTableInfo")
+            .field("source", &self.source)
+            .field("capabilities", &self.capabilities)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One federation provider per source, shared by its tables.
@@ -313,6 +324,7 @@ impl RemoteDatabase {
         let info = RemoteTableInfo {
             source: executor.source_name.clone(),
             capabilities: Arc::new(capabilities),
+            dialect: executor.dialect(),
         };
         let executor: Arc<dyn SQLExecutor> = executor;
         Self {

@@ -12,10 +12,18 @@
 
 use std::sync::Arc;
 
+use std::ops::ControlFlow;
+
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, Query, SelectItem, SetExpr, Statement, TableFactor, Visit, Visitor,
+};
+use datafusion::sql::unparser::dialect::Dialect;
+use datafusion::sql::unparser::Unparser;
+use datafusion::common::{plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
-use datafusion::logical_expr::{Expr, Extension, Filter, LogicalPlan, Projection};
+use datafusion::logical_expr::{Aggregate, Expr, Extension, Filter, LogicalPlan, Projection};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion_federation::FederationProvider;
 use weft_core::remote::{remote_table_info, Capabilities};
@@ -27,6 +35,7 @@ use crate::pushdown::{expr_pushable, limits, node_pushable};
 struct Remote {
     provider: Arc<dyn FederationProvider>,
     capabilities: Arc<Capabilities>,
+    dialect: Arc<dyn Dialect>,
     /// The sub-plan's result is cut by a LIMIT somewhere inside it.
     limited: bool,
 }
@@ -86,6 +95,7 @@ fn visit(plan: LogicalPlan, config: &dyn OptimizerConfig) -> Result<(LogicalPlan
         let remote = remote_table_info(&scan.source)?.map(|(info, provider)| Remote {
             provider,
             capabilities: info.capabilities,
+            dialect: info.dialect,
             limited: scan.fetch.is_some(),
         });
         return Ok((plan, remote));
@@ -115,7 +125,10 @@ fn visit(plan: LogicalPlan, config: &dyn OptimizerConfig) -> Result<(LogicalPlan
                 .iter()
                 .all(|r| r.as_ref().is_some_and(|r| r.same_database(first)));
             let input_limited = remotes.iter().flatten().any(|r| r.limited);
-            if same && node_pushable(&plan, &first.capabilities, input_limited) {
+            if same
+                && node_pushable(&plan, &first.capabilities, input_limited)
+                && unparses_cleanly(&plan, first.dialect.as_ref())
+            {
                 let remote = Remote {
                     limited: limits(&plan)
                         || (input_limited && matches!(plan, LogicalPlan::Projection(_))),
@@ -228,18 +241,247 @@ fn federate(
     let Some(optimizer) = remote.provider.optimizer() else {
         return Ok(plan);
     };
-    // An explicit SELECT list: the unparser writes every column the plan's schema has.
-    let plan = match plan {
-        LogicalPlan::Projection(_) => plan,
-        other => {
-            let columns = other
-                .schema()
-                .columns()
-                .into_iter()
-                .map(Expr::Column)
-                .collect();
-            LogicalPlan::Projection(Projection::try_new(columns, Arc::new(other))?)
+    // A plan that yields rows but no columns (the input of `count(*)`) selects a constant
+    // remotely, and drops it here: `SELECT FROM t` is not SQL.
+    if plan.schema().fields().is_empty() {
+        let inner = match plan {
+            LogicalPlan::Projection(p) => Arc::unwrap_or_clone(p.input),
+            other => other,
+        };
+        let one = Expr::Literal(ScalarValue::Int64(Some(1)), None).alias("__weft_one");
+        let inner = LogicalPlan::Projection(Projection::try_new(vec![one], Arc::new(inner))?);
+        let remote_plan = optimizer.optimize(prepare_for_unparse(inner)?, config, |_, _| {})?;
+        return Ok(LogicalPlan::Projection(Projection::try_new(
+            vec![],
+            Arc::new(remote_plan),
+        )?));
+    }
+    optimizer.optimize(prepare_for_unparse(plan)?, config, |_, _| {})
+}
+
+/// Reshapes a sub-plan, without changing what it computes, into forms DataFusion's unparser
+/// writes correctly:
+///
+/// - A join input that is a filtered table scan gets a projection on top. The unparser
+///   would otherwise fold the input's filter into the join: into `ON` for outer joins, which
+///   stops filtering the preserved side, and with the table's name where the query uses an
+///   alias.
+/// - An aggregate over an empty projection (`count(*)` over a filter) gets a constant column
+///   to select: `SELECT FROM t` is not SQL.
+/// - The root gets an explicit SELECT list unless it is a projection, sort or limit (a
+///   projection over a limit would be written as an unaliased derived table).
+fn prepare_for_unparse(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let original_schema = Arc::clone(plan.schema());
+    let mut plan = plan;
+    // Each pass moves column-only projections one step up; a few passes settle any plan
+    // the optimizer produces.
+    for _ in 0..8 {
+        let transformed = plan.transform_up(reshape_node)?;
+        plan = transformed.data;
+        if !transformed.transformed {
+            break;
         }
+    }
+    let plan = match plan {
+        LogicalPlan::Projection(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::TableScan(_) => plan,
+        other => project_all(other)?,
     };
-    optimizer.optimize(plan, config, |_, _| {})
+    if plan.schema() != &original_schema {
+        return plan_err!(
+            "weft: reshaping a remote sub-plan changed its schema from {original_schema} to {}",
+            plan.schema()
+        );
+    }
+    Ok(plan)
+}
+
+fn reshape_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let node = node.recompute_schema()?;
+    // Without a projection on top, the unparser lists an aggregate's results before its
+    // group columns, the reverse of the plan's schema.
+    let node = if matches!(node, LogicalPlan::Projection(_)) {
+        Transformed::no(node)
+    } else {
+        node.map_children(|child| match child {
+            LogicalPlan::Aggregate(_) => Ok(Transformed::yes(project_all(child)?)),
+            other => Ok(Transformed::no(other)),
+        })?
+    };
+    if node.transformed {
+        return Ok(Transformed::yes(node.data.recompute_schema()?));
+    }
+    let node = node.data;
+    Ok(match node {
+        // `SELECT FROM t` is not SQL: select a constant instead.
+        LogicalPlan::Projection(p) if p.expr.is_empty() => {
+            let one = Expr::Literal(ScalarValue::Int64(Some(1)), None).alias("__weft_one");
+            Transformed::yes(LogicalPlan::Projection(Projection::try_new(vec![one], p.input)?))
+        }
+        // A projection over a column-only projection reads the columns directly.
+        LogicalPlan::Projection(outer) if column_only(&outer.input).is_some() => {
+            let inner = column_only(&outer.input).expect("checked above");
+            Transformed::yes(LogicalPlan::Projection(Projection::try_new(
+                outer.expr,
+                Arc::clone(inner),
+            )?))
+        }
+        // An aggregate reads the columns of a column-only projection directly: one SELECT
+        // block instead of an unaliased derived table.
+        LogicalPlan::Aggregate(aggregate) if column_only(&aggregate.input).is_some() => {
+            let input = Arc::clone(column_only(&aggregate.input).expect("checked above"));
+            Transformed::yes(LogicalPlan::Aggregate(Aggregate::try_new(
+                input,
+                aggregate.group_expr,
+                aggregate.aggr_expr,
+            )?))
+        }
+        // A filter moves below a column-only projection, which the unparser would otherwise
+        // turn into an unaliased derived table that the filter cannot name.
+        LogicalPlan::Filter(filter) if column_only(&filter.input).is_some() => {
+            let LogicalPlan::Projection(p) = Arc::unwrap_or_clone(filter.input) else {
+                unreachable!("checked above")
+            };
+            let moved = LogicalPlan::Filter(Filter::try_new(filter.predicate, p.input)?);
+            Transformed::yes(LogicalPlan::Projection(Projection::try_new(
+                p.expr,
+                Arc::new(moved),
+            )?))
+        }
+        LogicalPlan::Join(mut join) => {
+            let left = project_filtered_scan(Arc::unwrap_or_clone(join.left))?;
+            let right = project_filtered_scan(Arc::unwrap_or_clone(join.right))?;
+            let changed = left.transformed || right.transformed;
+            join.left = Arc::new(left.data);
+            join.right = Arc::new(right.data);
+            Transformed::new_transformed(LogicalPlan::Join(join), changed)
+        }
+        other => Transformed::no(other),
+    })
+}
+
+/// The input of `plan` when `plan` is a non-empty projection of plain columns.
+fn column_only(plan: &LogicalPlan) -> Option<&Arc<LogicalPlan>> {
+    match plan {
+        LogicalPlan::Projection(p)
+            if !p.expr.is_empty() && p.expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
+        {
+            Some(&p.input)
+        }
+        _ => None,
+    }
+}
+
+/// Whether the SQL the unparser writes for `plan` is well-formed: every derived table has
+/// an alias (outer clauses must be able to name its columns) and no SELECT list is empty.
+/// Where it is not, the plan is cut lower.
+fn unparses_cleanly(plan: &LogicalPlan, dialect: &dyn Dialect) -> bool {
+    struct Check {
+        clean: bool,
+    }
+    impl Visitor for Check {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Derived { alias: None, .. } = factor {
+                self.clean = false;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            if let SetExpr::Select(select) = query.body.as_ref() {
+                if select.projection.is_empty() {
+                    self.clean = false;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    if plan.schema().fields().is_empty() {
+        // Planned as a constant column remotely; see `federate`.
+        return true;
+    }
+    let Ok(prepared) = prepare_for_unparse(plan.clone()) else {
+        return false;
+    };
+    let Ok(statement) = Unparser::new(dialect).plan_to_sql(&prepared) else {
+        return false;
+    };
+    let mut check = Check { clean: true };
+    let _ = statement.visit(&mut check);
+    if check.clean && !select_list_matches(&statement, plan) {
+        check.clean = false;
+    }
+    if !check.clean {
+        tracing::debug!(sql = %statement, "not pushed: the unparsed SQL is malformed");
+    }
+    check.clean
+}
+
+/// Whether the statement's result columns are the plan's, in order: the source's rows are
+/// read by position.
+fn select_list_matches(statement: &Statement, plan: &LogicalPlan) -> bool {
+    let Statement::Query(query) = statement else {
+        return false;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return true;
+    };
+    if select
+        .projection
+        .iter()
+        .any(|item| matches!(item, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)))
+    {
+        return true;
+    }
+    let fields = plan.schema().fields();
+    if select.projection.len() != fields.len() {
+        return false;
+    }
+    select.projection.iter().zip(fields.iter()).all(|(item, field)| {
+        let name = match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.as_str()),
+            SelectItem::UnnamedExpr(SqlExpr::Identifier(ident)) => Some(ident.value.as_str()),
+            SelectItem::UnnamedExpr(SqlExpr::CompoundIdentifier(parts)) => {
+                parts.last().map(|p| p.value.as_str())
+            }
+            _ => None,
+        };
+        name.is_none_or(|name| name == field.name())
+    })
+}
+
+/// `[alias] -> filter+ -> scan` becomes `[alias] -> projection -> filter+ -> scan`.
+fn project_filtered_scan(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    fn is_filtered_scan(plan: &LogicalPlan) -> bool {
+        match plan {
+            LogicalPlan::Filter(f) => match f.input.as_ref() {
+                LogicalPlan::TableScan(_) => true,
+                other => matches!(other, LogicalPlan::Filter(_)) && is_filtered_scan(other),
+            },
+            _ => false,
+        }
+    }
+    match plan {
+        LogicalPlan::SubqueryAlias(mut alias) if is_filtered_scan(&alias.input) => {
+            alias.input = Arc::new(project_all(Arc::unwrap_or_clone(alias.input))?);
+            Ok(Transformed::yes(LogicalPlan::SubqueryAlias(alias)))
+        }
+        plan if is_filtered_scan(&plan) => Ok(Transformed::yes(project_all(plan)?)),
+        plan => Ok(Transformed::no(plan)),
+    }
+}
+
+/// A projection of every column of `plan`, which leaves its schema as it is.
+fn project_all(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let columns = plan
+        .schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    Ok(LogicalPlan::Projection(Projection::try_new(columns, Arc::new(plan))?))
 }

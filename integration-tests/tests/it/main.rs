@@ -1,1 +1,5 @@
+//! End-to-end tests across Weft's crates on the demo data: real SQLite and Parquet files.
 
+mod differential;
+mod errors;
+mod pushdown;

@@ -1,0 +1,114 @@
+//! What each source is asked: filters and only the needed columns reach the source, and a
+//! sub-plan over one database runs there as one statement.
+
+use integration_tests::{federated, local, rows};
+use weft_core::Source;
+
+async fn answers(sql: &str) -> Vec<Vec<String>> {
+    let weft = local().await;
+    rows(&weft.sql(sql).await.unwrap().collect().await.unwrap())
+}
+
+#[tokio::test]
+async fn cross_source_join_sends_each_side_only_its_filter_and_columns() {
+    let sql = "SELECT c.name, e.event_id, e.value
+               FROM shop.main.customers c
+               JOIN lake.public.events e ON e.customer_id = c.id
+               WHERE c.country = 'NL' AND c.signup_date >= DATE '2023-06-01'
+                 AND e.kind = 'purchase' AND e.month = '2024-03' AND e.value > 150
+               ORDER BY e.event_id";
+    let (weft, shop) = federated().await;
+    let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
+    assert!(!got.is_empty(), "the query should match some rows");
+    assert_eq!(got, answers(sql).await);
+
+    let sent = shop.query_log().unwrap().statements();
+    assert_eq!(
+        sent,
+        ["SELECT `c`.`id`, `c`.`name` FROM (SELECT `customers`.`id`, `customers`.`name` \
+          FROM `customers` WHERE ((`customers`.`country` = 'NL') \
+          AND (`customers`.`signup_date` >= '2023-06-01'))) AS `c`"],
+    );
+}
+
+#[tokio::test]
+async fn join_within_one_sqlite_file_is_one_remote_query() {
+    let sql = "SELECT c.country, count(*) AS orders, sum(o.amount) AS total
+               FROM shop.main.customers c
+               JOIN shop.main.orders o ON o.customer_id = c.id
+               WHERE o.status = 'paid' AND c.vip
+               GROUP BY c.country
+               ORDER BY total DESC
+               LIMIT 3";
+    let (weft, shop) = federated().await;
+    let explanation = weft.explain(sql).await.unwrap();
+    assert_eq!(explanation.remote.len(), 1, "{explanation:#?}");
+    let remote = &explanation.remote[0];
+    assert_eq!(remote.source, "shop");
+    assert!(remote.compute_context.starts_with("sqlite:"), "{remote:?}");
+    assert_eq!(
+        remote.sql,
+        "SELECT `c`.`country`, count(1) AS `orders`, sum(`o`.`amount`) AS `total` \
+         FROM (SELECT `customers`.`id`, `customers`.`country` FROM `customers` WHERE `customers`.`vip`) AS `c` \
+         INNER JOIN (SELECT `orders`.`customer_id`, `orders`.`amount` FROM `orders` \
+         WHERE (`orders`.`status` = 'paid')) AS `o` ON `c`.`id` = `o`.`customer_id` \
+         GROUP BY `c`.`country` ORDER BY `total` DESC NULLS FIRST LIMIT 3"
+    );
+
+    let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
+    assert_eq!(got.len(), 3);
+    assert_eq!(got, answers(sql).await);
+    assert_eq!(shop.query_log().unwrap().statements(), [remote.sql.clone()]);
+}
+
+#[tokio::test]
+async fn date_filters_reach_sqlite_as_iso_text() {
+    // DataFusion's unparser writes CAST('2023-01-01' AS DATE), which SQLite evaluates to the
+    // integer 2023 and so matches nothing: the literal must arrive as ISO text.
+    let sql = "SELECT count(*) FROM shop.main.customers WHERE signup_date < DATE '2023-01-01'";
+    let (weft, shop) = federated().await;
+    let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
+    assert_eq!(got, answers(sql).await);
+    assert_ne!(got, [["0"]], "some customers signed up in 2022");
+    let sent = shop.query_log().unwrap().statements();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains("< '2023-01-01'"), "{sent:?}");
+    assert!(!sent[0].contains("CAST"), "{sent:?}");
+}
+
+#[tokio::test]
+async fn what_sqlite_computes_differently_stays_in_datafusion() {
+    // LIKE is case-insensitive in SQLite, and integer division by zero is NULL there: both
+    // must be evaluated by DataFusion, while the rest of the filter still goes to SQLite.
+    let sql = "SELECT id, name FROM shop.main.customers
+               WHERE name LIKE 'z%' AND country = 'NL' ORDER BY id";
+    let (weft, shop) = federated().await;
+    let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
+    assert_eq!(got, answers(sql).await);
+    assert!(got.is_empty(), "no name starts with a lower-case z: {got:?}");
+    let sent = shop.query_log().unwrap().statements();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains("`country` = 'NL'"), "{sent:?}");
+    assert!(!sent[0].contains("LIKE"), "{sent:?}");
+
+    let sql = "SELECT count(*) FROM shop.main.orders WHERE id / (id % 2) > 100";
+    let err = weft.sql(sql).await.unwrap().collect().await.unwrap_err();
+    assert!(err.to_string().contains("Divide by zero"), "{err}");
+}
+
+#[tokio::test]
+async fn explain_shows_the_sql_per_source() {
+    let weft = federated().await.0;
+    let batches = weft
+        .sql("EXPLAIN SELECT name FROM shop.main.customers WHERE id = 7")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("VirtualExecutionPlan name=shop"), "{text}");
+    assert!(text.contains("WHERE (`customers`.`id` = 7)"), "{text}");
+}
