@@ -1,1 +1,182 @@
-fn main() {}
+//! Weft's developer tasks, run the same way by people and CI: `cargo xtask <task>`.
+//!
+//! Wraps the tools that already exist (cargo fmt, clippy, cargo-hack, cargo-deny) rather
+//! than rewriting them; installs cargo-hack and cargo-deny into a cache folder when they
+//! are missing.
+
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Weft's developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Everything CI checks: format, clippy, the test suite, feature combinations, deny.
+    Ci,
+    /// Builds and tests the workspace's feature combinations through cargo-hack.
+    Features {
+        /// Every combination of features, not only each feature on its own.
+        #[arg(long)]
+        powerset: bool,
+    },
+    /// Checks dependency bans, licences and sources with cargo-deny.
+    Deny,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match cli.task {
+        Task::Ci => ci(),
+        Task::Features { powerset } => features(powerset),
+        Task::Deny => deny(),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+fn ci() -> Result<()> {
+    let started = Instant::now();
+    step("format", || cargo(&["fmt", "--all", "--check"]))?;
+    step("clippy", || {
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ])
+    })?;
+    step("tests", || cargo(&["test", "--workspace", "--all-features"]))?;
+    step("feature combinations", || features(false))?;
+    step("dependencies", deny)?;
+    println!("\nxtask ci: all checks passed in {}", elapsed(started));
+    Ok(())
+}
+
+fn features(powerset: bool) -> Result<()> {
+    let hack = tool("cargo-hack", "0.6.46")?;
+    let mode = if powerset {
+        "--feature-powerset"
+    } else {
+        "--each-feature"
+    };
+    // Every package is checked with no features, its default features and each feature
+    // alone (or every combination); the crates with features also run their tests so.
+    run(Command::new(&hack).args(["hack", "check", "--workspace", "--all-targets", mode]))?;
+    run(Command::new(&hack).args([
+        "hack",
+        "test",
+        "--package",
+        "weft-server",
+        "--package",
+        "weft-parquet",
+        mode,
+    ]))?;
+    Ok(())
+}
+
+fn deny() -> Result<()> {
+    let deny = tool("cargo-deny", "0.20.2")?;
+    println!(
+        "note: the advisories check needs the RustSec database, which cannot be fetched here; \
+         it is skipped, bans, licences and sources are checked"
+    );
+    run(Command::new(deny).args(["deny", "--all-features", "check", "bans", "licenses", "sources"]))
+}
+
+/// Finds a cargo subcommand binary, installing it into the tool cache when missing.
+fn tool(name: &str, version: &str) -> Result<PathBuf> {
+    if let Ok(path) = which(name) {
+        return Ok(path);
+    }
+    let root = tools_dir();
+    let path = root.join("bin").join(name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    println!("xtask: installing {name} {version} into {}", root.display());
+    run(Command::new(cargo_bin()).args([
+        "install",
+        name,
+        "--version",
+        version,
+        "--locked",
+        "--root",
+    ])
+    .arg(&root)
+    // Installed tools build in their own target folder, not the workspace's.
+    .env_remove("CARGO_TARGET_DIR"))?;
+    Ok(path)
+}
+
+fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WEFT_TOOLS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("weft").join("tools")
+}
+
+fn which(name: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("`{name}` is not on PATH")
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    run(Command::new(cargo_bin()).args(args))
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let shown = format!("{command:?}");
+    println!("$ {shown}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    println!("\n=== xtask: {name}");
+    let started = Instant::now();
+    f().with_context(|| format!("xtask ci: {name} failed"))?;
+    println!("=== xtask: {name} passed in {}", elapsed(started));
+    Ok(())
+}
+
+fn elapsed(started: Instant) -> String {
+    let secs = started.elapsed().as_secs();
+    format!("{}m{:02}s", secs / 60, secs % 60)
+}

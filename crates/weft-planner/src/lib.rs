@@ -8,30 +8,32 @@
 //! # Example
 //!
 //! A federated session over a SQLite file and a folder of Parquet files, built from the
-//! library crates alone:
+//! library crates alone, with no server and no config file (the same code is
+//! `examples/federate.rs`):
 //!
 //! ```
-//! # use std::sync::Arc;
-//! # async fn example(db: &std::path::Path, lake: &std::path::Path) -> anyhow::Result<()> {
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> anyhow::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! # let demo = weft_demo::ensure(dir.path())?;
+//! use std::sync::Arc;
 //! use weft_parquet::ParquetSource;
 //! use weft_planner::WeftContext;
 //! use weft_sqlite::SqliteSource;
 //!
 //! let mut weft = WeftContext::new();
-//! weft.register(Arc::new(SqliteSource::open("shop", db).await?))?;
-//! let lake = ParquetSource::open("lake", &lake.display().to_string(), &[("events", "events/")]).await?;
-//! weft.register(Arc::new(lake))?;
+//! weft.register(Arc::new(SqliteSource::open("shop", &demo.sqlite).await?))?;
+//! let lake = demo.lake.display().to_string();
+//! weft.register(Arc::new(ParquetSource::open("lake", &lake, &[("events", "events/")]).await?))?;
 //!
-//! let sql = "SELECT c.name, count(*) AS events
-//!            FROM shop.main.customers c JOIN lake.public.events e ON e.customer_id = c.id
-//!            WHERE c.country = 'NL' AND e.kind = 'purchase'
-//!            GROUP BY c.name ORDER BY events DESC LIMIT 5";
-//! let batches = weft.sql(sql).await?.collect().await?;
+//! let batches = weft.sql(weft_demo::EXAMPLE_QUERY).await?.collect().await?;
 //! println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
+//! # assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 5);
 //!
 //! // What each source was asked:
-//! for remote in weft.explain(sql).await?.remote {
-//!     println!("{} ({}): {}", remote.source, remote.compute_context, remote.sql);
+//! for remote in weft.explain(weft_demo::EXAMPLE_QUERY).await?.remote {
+//!     println!("{}: {}", remote.source, remote.sql);
+//! #   assert!(remote.sql.contains("WHERE `customers`.`vip`"));
 //! }
 //! # Ok(())
 //! # }
