@@ -29,7 +29,11 @@ pub fn demo() -> &'static weft_demo::Demo {
 
 /// The demo's SQLite source.
 pub async fn shop() -> Arc<SqliteSource> {
-    Arc::new(SqliteSource::open("shop", &demo().sqlite).await.expect("open shop"))
+    Arc::new(
+        SqliteSource::open("shop", &demo().sqlite)
+            .await
+            .expect("open shop"),
+    )
 }
 
 /// The demo's Parquet source.

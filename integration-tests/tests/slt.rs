@@ -36,7 +36,11 @@ impl sqllogictest::AsyncDB for WeftDb {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
-        let df = self.weft.sql(sql).await.map_err(|e| DbError(e.to_string()))?;
+        let df = self
+            .weft
+            .sql(sql)
+            .await
+            .map_err(|e| DbError(e.to_string()))?;
         let types = df
             .schema()
             .fields()

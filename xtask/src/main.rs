@@ -66,7 +66,9 @@ fn ci() -> Result<()> {
             "warnings",
         ])
     })?;
-    step("tests", || cargo(&["test", "--workspace", "--all-features"]))?;
+    step("tests", || {
+        cargo(&["test", "--workspace", "--all-features"])
+    })?;
     step("feature combinations", || features(false))?;
     step("dependencies", deny)?;
     println!("\nxtask ci: all checks passed in {}", elapsed(started));
@@ -101,7 +103,14 @@ fn deny() -> Result<()> {
         "note: the advisories check needs the RustSec database, which cannot be fetched here; \
          it is skipped, bans, licences and sources are checked"
     );
-    run(Command::new(deny).args(["deny", "--all-features", "check", "bans", "licenses", "sources"]))
+    run(Command::new(deny).args([
+        "deny",
+        "--all-features",
+        "check",
+        "bans",
+        "licenses",
+        "sources",
+    ]))
 }
 
 /// Finds a cargo subcommand binary, installing it into the tool cache when missing.
@@ -115,17 +124,11 @@ fn tool(name: &str, version: &str) -> Result<PathBuf> {
         return Ok(path);
     }
     println!("xtask: installing {name} {version} into {}", root.display());
-    run(Command::new(cargo_bin()).args([
-        "install",
-        name,
-        "--version",
-        version,
-        "--locked",
-        "--root",
-    ])
-    .arg(&root)
-    // Installed tools build in their own target folder, not the workspace's.
-    .env_remove("CARGO_TARGET_DIR"))?;
+    run(Command::new(cargo_bin())
+        .args(["install", name, "--version", version, "--locked", "--root"])
+        .arg(&root)
+        // Installed tools build in their own target folder, not the workspace's.
+        .env_remove("CARGO_TARGET_DIR"))?;
     Ok(path)
 }
 
@@ -133,7 +136,9 @@ fn tools_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("WEFT_TOOLS_DIR") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("weft").join("tools")
 }
 

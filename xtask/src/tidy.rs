@@ -8,11 +8,21 @@ mod tests {
     /// Normal (non-dev) dependencies of each workspace member on other members.
     fn internal_dependencies() -> BTreeMap<String, Vec<String>> {
         let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
             .current_dir(super::super::workspace_root())
             .output()
             .expect("run cargo metadata");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let metadata: serde_json::Value =
             serde_json::from_slice(&output.stdout).expect("metadata is JSON");
         let packages = metadata["packages"].as_array().expect("packages");
@@ -44,11 +54,19 @@ mod tests {
         let connectors: Vec<&String> = deps
             .keys()
             .filter(|name| {
-                ["weft-sqlite", "weft-parquet", "weft-postgres", "weft-flightsql"]
-                    .contains(&name.as_str())
+                [
+                    "weft-sqlite",
+                    "weft-parquet",
+                    "weft-postgres",
+                    "weft-flightsql",
+                ]
+                .contains(&name.as_str())
             })
             .collect();
-        assert!(!connectors.is_empty(), "no connector crates found: {deps:?}");
+        assert!(
+            !connectors.is_empty(),
+            "no connector crates found: {deps:?}"
+        );
         for connector in &connectors {
             assert_eq!(
                 deps[*connector],
@@ -59,7 +77,10 @@ mod tests {
         for dep in &deps["weft-planner"] {
             assert_eq!(dep, "weft-core", "weft-planner must not depend on `{dep}`");
         }
-        assert!(deps["weft-core"].is_empty(), "weft-core depends on no Weft crate");
+        assert!(
+            deps["weft-core"].is_empty(),
+            "weft-core depends on no Weft crate"
+        );
     }
 
     /// **Invariant:** one version of Arrow, Parquet, DataFusion and object_store in the tree.
@@ -75,12 +96,25 @@ mod tests {
             if let Some(n) = line.strip_prefix("name = ") {
                 name = Some(n.trim_matches('"').to_string());
             } else if let (Some(v), Some(n)) = (line.strip_prefix("version = "), name.take()) {
-                versions.entry(n).or_default().push(v.trim_matches('"').to_string());
+                versions
+                    .entry(n)
+                    .or_default()
+                    .push(v.trim_matches('"').to_string());
             }
         }
-        for krate in ["arrow", "arrow-array", "arrow-flight", "parquet", "datafusion", "object_store"] {
+        for krate in [
+            "arrow",
+            "arrow-array",
+            "arrow-flight",
+            "parquet",
+            "datafusion",
+            "object_store",
+        ] {
             let found = versions.get(krate).cloned().unwrap_or_default();
-            assert!(found.len() <= 1, "`{krate}` appears in several versions: {found:?}");
+            assert!(
+                found.len() <= 1,
+                "`{krate}` appears in several versions: {found:?}"
+            );
         }
         assert!(versions.contains_key("arrow"), "Cargo.lock has no arrow");
     }
@@ -89,7 +123,10 @@ mod tests {
     #[test]
     fn every_crate_root_has_a_header() {
         let root = super::super::workspace_root();
-        let mut roots = vec![root.join("xtask/src/main.rs"), root.join("integration-tests/src/lib.rs")];
+        let mut roots = vec![
+            root.join("xtask/src/main.rs"),
+            root.join("integration-tests/src/lib.rs"),
+        ];
         for entry in std::fs::read_dir(root.join("crates")).unwrap() {
             let dir = entry.unwrap().path();
             for file in ["src/lib.rs", "src/main.rs"] {
@@ -100,7 +137,11 @@ mod tests {
         }
         for path in roots {
             let text = std::fs::read_to_string(&path).unwrap();
-            assert!(text.starts_with("//! "), "{} lacks a `//!` header", path.display());
+            assert!(
+                text.starts_with("//! "),
+                "{} lacks a `//!` header",
+                path.display()
+            );
         }
     }
 }

@@ -353,8 +353,7 @@ pub fn remote_table_info(
     let Some(federated) = get_table_source(source)? else {
         return Ok(None);
     };
-    let Some(sql_source) = (federated.as_ref() as &dyn Any).downcast_ref::<SQLTableSource>()
-    else {
+    let Some(sql_source) = (federated.as_ref() as &dyn Any).downcast_ref::<SQLTableSource>() else {
         return Ok(None);
     };
     let Some(table) = sql_source.table.as_any().downcast_ref::<SourceSqlTable>() else {
@@ -365,5 +364,9 @@ pub fn remote_table_info(
 
 /// Turns a connector's error into DataFusion's, naming the source.
 pub fn source_error(source: &str, kind: &str, message: impl std::fmt::Display) -> DataFusionError {
-    DataFusionError::External(Box::new(crate::Error::source(source, kind, message.to_string())))
+    DataFusionError::External(Box::new(crate::Error::source(
+        source,
+        kind,
+        message.to_string(),
+    )))
 }

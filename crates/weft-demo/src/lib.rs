@@ -144,13 +144,52 @@ impl Rng {
 }
 
 const FIRST: &[&str] = &[
-    "Anna", "Bram", "Chloé", "Dmitri", "Émile", "Fatima", "Günter", "Hana", "Ingrid", "José",
-    "Kenji", "Łukasz", "Maëlle", "Nadia", "Ólafur", "Priya", "Quentin", "Renée", "Søren",
-    "Tomás", "Uma", "Vỹ", "Wojciech", "Xiù", "Yusuf", "Zoë", "渡辺", "Алексей",
+    "Anna",
+    "Bram",
+    "Chloé",
+    "Dmitri",
+    "Émile",
+    "Fatima",
+    "Günter",
+    "Hana",
+    "Ingrid",
+    "José",
+    "Kenji",
+    "Łukasz",
+    "Maëlle",
+    "Nadia",
+    "Ólafur",
+    "Priya",
+    "Quentin",
+    "Renée",
+    "Søren",
+    "Tomás",
+    "Uma",
+    "Vỹ",
+    "Wojciech",
+    "Xiù",
+    "Yusuf",
+    "Zoë",
+    "渡辺",
+    "Алексей",
 ];
 const LAST: &[&str] = &[
-    "de Vries", "Müller", "García", "Nakamura", "O'Brien", "Kowalski", "Dubois", "Rossi",
-    "Johansson", "Silva", "Nguyễn", "Öztürk", "Popescu", "Smith", "Janssen", "Ødegaard",
+    "de Vries",
+    "Müller",
+    "García",
+    "Nakamura",
+    "O'Brien",
+    "Kowalski",
+    "Dubois",
+    "Rossi",
+    "Johansson",
+    "Silva",
+    "Nguyễn",
+    "Öztürk",
+    "Popescu",
+    "Smith",
+    "Janssen",
+    "Ødegaard",
 ];
 const COUNTRIES: &[&str] = &["NL", "DE", "FR", "BE", "ES", "PL", "JP", "BR", "US", "GB"];
 const STATUSES: &[&str] = &["placed", "paid", "shipped", "delivered", "returned"];
@@ -215,12 +254,21 @@ fn write_sqlite(path: &Path) -> Result<(), Error> {
             let country = rng.pick(COUNTRIES);
             let signup = iso_date(DAY_2023_01_01 - 365 + rng.below(730) as i64);
             let vip = rng.below(5) == 0;
-            insert.execute(rusqlite::params![id, format!("{first} {last}"), email, country, signup, vip])?;
+            insert.execute(rusqlite::params![
+                id,
+                format!("{first} {last}"),
+                email,
+                country,
+                signup,
+                vip
+            ])?;
         }
         let mut insert = tx.prepare("INSERT INTO orders VALUES (?1, ?2, ?3, ?4, ?5)")?;
         for id in 1..=ORDERS {
             // Skewed: a few customers order a lot.
-            let customer = 1 + (rng.below(CUSTOMERS as u64) * rng.below(CUSTOMERS as u64) / CUSTOMERS as u64) as i64;
+            let customer = 1
+                + (rng.below(CUSTOMERS as u64) * rng.below(CUSTOMERS as u64) / CUSTOMERS as u64)
+                    as i64;
             let day = DAY_2023_01_01 + 365 + rng.below(366) as i64;
             let seconds = rng.below(86_400);
             let at = format!(
@@ -244,7 +292,11 @@ fn write_events(dir: &Path) -> Result<(), Error> {
         Field::new("event_id", DataType::Int64, false),
         Field::new("customer_id", DataType::Int64, false),
         Field::new("kind", DataType::Utf8, false),
-        Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
         Field::new("value", DataType::Float64, true),
     ]));
     let props = WriterProperties::builder()
@@ -260,7 +312,8 @@ fn write_events(dir: &Path) -> Result<(), Error> {
         let mut ats = Vec::with_capacity(per_month as usize);
         let mut values = Vec::with_capacity(per_month as usize);
         let month_start = days_from_civil(2024, month + 1, 1);
-        let month_days = days_from_civil(2024 + (month + 1) / 12, (month + 1) % 12 + 1, 1) - month_start;
+        let month_days =
+            days_from_civil(2024 + (month + 1) / 12, (month + 1) % 12 + 1, 1) - month_start;
         for i in 0..per_month {
             ids.push(month as i64 * per_month + i + 1);
             customers.push(1 + rng.below(CUSTOMERS as u64) as i64);
@@ -329,9 +382,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let demo = ensure(dir.path()).unwrap();
         assert!(demo.sqlite.is_file());
-        assert!(demo.lake.join("events/month=2024-12/part-0.parquet").is_file());
+        assert!(demo
+            .lake
+            .join("events/month=2024-12/part-0.parquet")
+            .is_file());
         let modified = std::fs::metadata(&demo.sqlite).unwrap().modified().unwrap();
         let again = ensure(dir.path()).unwrap();
-        assert_eq!(std::fs::metadata(&again.sqlite).unwrap().modified().unwrap(), modified);
+        assert_eq!(
+            std::fs::metadata(&again.sqlite)
+                .unwrap()
+                .modified()
+                .unwrap(),
+            modified
+        );
     }
 }

@@ -112,7 +112,11 @@ impl ParquetSource {
             let schema = listing
                 .infer_schema(&state, &listing_url)
                 .await
-                .map_err(|e| fail_table(format!("cannot read a Parquet schema at `{table_url}`: {e}")))?;
+                .map_err(|e| {
+                    fail_table(format!(
+                        "cannot read a Parquet schema at `{table_url}`: {e}"
+                    ))
+                })?;
             let config = ListingTableConfig::new(listing_url)
                 .with_listing_options(listing)
                 .with_schema(schema);

@@ -20,10 +20,15 @@ async fn main() -> anyhow::Result<()> {
     let mut weft = WeftContext::new();
     weft.register(Arc::new(SqliteSource::open("shop", &demo.sqlite).await?))?;
     let lake = demo.lake.display().to_string();
-    weft.register(Arc::new(ParquetSource::open("lake", &lake, &[("events", "events/")]).await?))?;
+    weft.register(Arc::new(
+        ParquetSource::open("lake", &lake, &[("events", "events/")]).await?,
+    ))?;
 
     let batches = weft.sql(weft_demo::EXAMPLE_QUERY).await?.collect().await?;
-    println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
+    println!(
+        "{}",
+        datafusion::arrow::util::pretty::pretty_format_batches(&batches)?
+    );
 
     // What each source was asked:
     for remote in weft.explain(weft_demo::EXAMPLE_QUERY).await?.remote {

@@ -15,16 +15,16 @@ use std::sync::Arc;
 use std::ops::ControlFlow;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, Query, SelectItem, SetExpr, Statement, TableFactor, Visit, Visitor,
-};
-use datafusion::sql::unparser::dialect::Dialect;
-use datafusion::sql::unparser::Unparser;
 use datafusion::common::{plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{Aggregate, Expr, Extension, Filter, LogicalPlan, Projection};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, Query, SelectItem, SetExpr, Statement, TableFactor, Visit, Visitor,
+};
+use datafusion::sql::unparser::dialect::Dialect;
+use datafusion::sql::unparser::Unparser;
 use datafusion_federation::FederationProvider;
 use weft_core::remote::{remote_table_info, Capabilities};
 
@@ -318,7 +318,10 @@ fn reshape_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         // `SELECT FROM t` is not SQL: select a constant instead.
         LogicalPlan::Projection(p) if p.expr.is_empty() => {
             let one = Expr::Literal(ScalarValue::Int64(Some(1)), None).alias("__weft_one");
-            Transformed::yes(LogicalPlan::Projection(Projection::try_new(vec![one], p.input)?))
+            Transformed::yes(LogicalPlan::Projection(Projection::try_new(
+                vec![one],
+                p.input,
+            )?))
         }
         // A projection over a column-only projection reads the columns directly.
         LogicalPlan::Projection(outer) if column_only(&outer.input).is_some() => {
@@ -430,28 +433,33 @@ fn select_list_matches(statement: &Statement, plan: &LogicalPlan) -> bool {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return true;
     };
-    if select
-        .projection
-        .iter()
-        .any(|item| matches!(item, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)))
-    {
+    if select.projection.iter().any(|item| {
+        matches!(
+            item,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    }) {
         return true;
     }
     let fields = plan.schema().fields();
     if select.projection.len() != fields.len() {
         return false;
     }
-    select.projection.iter().zip(fields.iter()).all(|(item, field)| {
-        let name = match item {
-            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.as_str()),
-            SelectItem::UnnamedExpr(SqlExpr::Identifier(ident)) => Some(ident.value.as_str()),
-            SelectItem::UnnamedExpr(SqlExpr::CompoundIdentifier(parts)) => {
-                parts.last().map(|p| p.value.as_str())
-            }
-            _ => None,
-        };
-        name.is_none_or(|name| name == field.name())
-    })
+    select
+        .projection
+        .iter()
+        .zip(fields.iter())
+        .all(|(item, field)| {
+            let name = match item {
+                SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.as_str()),
+                SelectItem::UnnamedExpr(SqlExpr::Identifier(ident)) => Some(ident.value.as_str()),
+                SelectItem::UnnamedExpr(SqlExpr::CompoundIdentifier(parts)) => {
+                    parts.last().map(|p| p.value.as_str())
+                }
+                _ => None,
+            };
+            name.is_none_or(|name| name == field.name())
+        })
 }
 
 /// `[alias] -> filter+ -> scan` becomes `[alias] -> projection -> filter+ -> scan`.
@@ -483,5 +491,8 @@ fn project_all(plan: LogicalPlan) -> Result<LogicalPlan> {
         .into_iter()
         .map(Expr::Column)
         .collect();
-    Ok(LogicalPlan::Projection(Projection::try_new(columns, Arc::new(plan))?))
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        columns,
+        Arc::new(plan),
+    )?))
 }

@@ -5,13 +5,14 @@
 //! a missed pushdown costs rows on the wire, a wrong one costs a wrong answer.
 
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::NullEquality;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
-use datafusion::logical_expr::{
-    Between, ExprSchemable, BinaryExpr, Case, Cast, Distinct, Expr, JoinType, Like, LogicalPlan, Operator,
-};
 use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
-use datafusion::common::NullEquality;
+use datafusion::logical_expr::{
+    Between, BinaryExpr, Case, Cast, Distinct, Expr, ExprSchemable, JoinType, Like, LogicalPlan,
+    Operator,
+};
 use weft_core::remote::Capabilities;
 
 /// Whether `plan` itself (not its inputs, which the caller has checked) may run in the
@@ -45,8 +46,7 @@ pub(crate) fn node_pushable(plan: &LogicalPlan, caps: &Capabilities, input_limit
                         && expr_pushable(l, &schema, caps)
                         && expr_pushable(r, &schema, caps)
                 })
-                && j
-                    .filter
+                && j.filter
                     .as_ref()
                     .is_none_or(|f| expr_pushable(f, &schema, caps))
         }
@@ -61,9 +61,10 @@ pub(crate) fn node_pushable(plan: &LogicalPlan, caps: &Capabilities, input_limit
         }
         LogicalPlan::Sort(s) => {
             caps.sort_and_limit
-                && s.expr
-                    .iter()
-                    .all(|e| expr_pushable(&e.expr, s.input.schema(), caps) && orderable(&e.expr, s.input.schema(), caps))
+                && s.expr.iter().all(|e| {
+                    expr_pushable(&e.expr, s.input.schema(), caps)
+                        && orderable(&e.expr, s.input.schema(), caps)
+                })
         }
         LogicalPlan::Limit(l) => {
             caps.sort_and_limit
@@ -73,7 +74,12 @@ pub(crate) fn node_pushable(plan: &LogicalPlan, caps: &Capabilities, input_limit
         LogicalPlan::SubqueryAlias(_) => true,
         LogicalPlan::Distinct(Distinct::All(input)) => {
             // SELECT DISTINCT compares like GROUP BY does.
-            caps.aggregates && input.schema().fields().iter().all(|f| groupable(f.data_type(), caps))
+            caps.aggregates
+                && input
+                    .schema()
+                    .fields()
+                    .iter()
+                    .all(|f| groupable(f.data_type(), caps))
         }
         _ => false,
     }
@@ -117,7 +123,8 @@ pub(crate) fn expr_pushable(expr: &Expr, schema: &DFSchema, caps: &Capabilities)
                     caps.division && arithmetic(left, right, schema, caps)
                 }
                 Operator::StringConcat => {
-                    is_string_like(&type_of(left, schema)) && is_string_like(&type_of(right, schema))
+                    is_string_like(&type_of(left, schema))
+                        && is_string_like(&type_of(right, schema))
                 }
                 _ => false,
             }
@@ -233,7 +240,10 @@ fn is_numeric(t: &DataType, caps: &Capabilities) -> bool {
 }
 
 fn is_string_like(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null)
+    matches!(
+        t,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+    )
 }
 
 fn is_timestamp(t: &DataType) -> bool {

@@ -15,7 +15,9 @@ pub(crate) fn print(batches: &[RecordBatch], format: Format) -> anyhow::Result<(
             writeln!(out, "{}", pretty_format_batches(batches)?)?;
         }
         Format::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
             for batch in batches {
                 writer.write(batch)?;
             }

@@ -27,9 +27,19 @@ fn demo_answers_the_readme_query() {
     let out = weft(&["query", weft_demo::EXAMPLE_QUERY], &shared_data_dir());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("| country | purchases | revenue  |"), "{stdout}");
-    assert!(stdout.contains("| JP      | 458       | 46757.11 |"), "{stdout}");
-    assert!(text(&out.stderr).contains("5 rows in"), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("| country | purchases | revenue  |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| JP      | 458       | 46757.11 |"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("5 rows in"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[cfg(all(feature = "sqlite", feature = "parquet"))]
@@ -53,13 +63,18 @@ fn formats_csv_and_json() {
 #[test]
 fn explain_and_sources() {
     let out = weft(
-        &["explain", "SELECT name FROM shop.main.customers WHERE country = 'NL'"],
+        &[
+            "explain",
+            "SELECT name FROM shop.main.customers WHERE country = 'NL'",
+        ],
         &shared_data_dir(),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("shop: SELECT `customers`.`name` FROM `customers` WHERE (`customers`.`country` = 'NL')"),
+        stdout.contains(
+            "shop: SELECT `customers`.`name` FROM `customers` WHERE (`customers`.`country` = 'NL')"
+        ),
         "{stdout}"
     );
 
@@ -74,7 +89,10 @@ fn explain_and_sources() {
         "lake.public.events",
         "month",
     ] {
-        assert!(stdout.contains(expected), "{expected} missing from:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "{expected} missing from:\n{stdout}"
+        );
     }
 }
 
@@ -125,7 +143,10 @@ fn bad_sql_fails_cleanly() {
         ("SELECT * FROM nowhere.main.t", "nowhere.main.t"),
         ("CREATE TABLE t (a INT)", "DDL"),
     ] {
-        let out = weft(&["--config", config.to_str().unwrap(), "query", sql], dir.path());
+        let out = weft(
+            &["--config", config.to_str().unwrap(), "query", sql],
+            dir.path(),
+        );
         let stderr = text(&out.stderr);
         assert!(!out.status.success(), "{sql}");
         assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
@@ -139,19 +160,35 @@ fn bad_sql_fails_cleanly() {
 fn missing_connector_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("weft.toml");
-    std::fs::write(&config, "[[sources]]\nname = \"shop\"\nkind = \"sqlite\"\npath = \"x.db\"\n")
-        .unwrap();
-    let out = weft(&["--config", config.to_str().unwrap(), "sources"], dir.path());
+    std::fs::write(
+        &config,
+        "[[sources]]\nname = \"shop\"\nkind = \"sqlite\"\npath = \"x.db\"\n",
+    )
+    .unwrap();
+    let out = weft(
+        &["--config", config.to_str().unwrap(), "sources"],
+        dir.path(),
+    );
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("built without the `sqlite` feature"), "{stderr}");
+    assert!(
+        stderr.contains("built without the `sqlite` feature"),
+        "{stderr}"
+    );
 }
 
 /// A build without a connector still serves the rest of the demo.
 #[cfg(all(feature = "parquet", not(feature = "sqlite")))]
 #[test]
 fn demo_without_sqlite_serves_parquet() {
-    let out = weft(&["query", "SELECT count(*) FROM lake.public.events"], &shared_data_dir());
+    let out = weft(
+        &["query", "SELECT count(*) FROM lake.public.events"],
+        &shared_data_dir(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("240000"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("240000"),
+        "{}",
+        text(&out.stdout)
+    );
 }

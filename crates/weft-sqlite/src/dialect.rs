@@ -3,7 +3,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::error::Result;
-use datafusion::sql::sqlparser::ast::{self, DataType, Expr, Statement, Value, VisitMut, VisitorMut};
+use datafusion::sql::sqlparser::ast::{
+    self, DataType, Expr, Statement, Value, VisitMut, VisitorMut,
+};
 use weft_core::remote::Capabilities;
 
 /// SQLite's capabilities.

@@ -91,15 +91,18 @@ impl SqliteSource {
         .await
         .map_err(|e| fail(format!("cannot open `{}`: {e}", path.display())))?;
         let pool: Arc<
-            dyn DbConnectionPool<tokio_rusqlite::Connection, &'static (dyn tokio_rusqlite::ToSql + Sync)>
-                + Send
+            dyn DbConnectionPool<
+                    tokio_rusqlite::Connection,
+                    &'static (dyn tokio_rusqlite::ToSql + Sync),
+                > + Send
                 + Sync,
         > = Arc::new(pool);
 
         // The executor runs any statement against the file; the table it is built for is
         // only a placeholder that datafusion-table-providers requires.
         let placeholder = Arc::new(Schema::empty());
-        let sqlite = SQLiteTable::new_with_schema(&pool, placeholder, TableReference::bare("sqlite_master"));
+        let sqlite =
+            SQLiteTable::new_with_schema(&pool, placeholder, TableReference::bare("sqlite_master"));
         let inner: Arc<dyn SQLExecutor> = Arc::new(sqlite);
         let executor = Arc::new(
             RemoteExecutor::new(
@@ -279,13 +282,22 @@ mod tests {
             )
             .unwrap();
         }
-        let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let before: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         let source = SqliteSource::open("s", &path).await.unwrap();
         let names: Vec<_> = source.tables().iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["big", "orders"]);
         let orders = &source.tables()[1].provider.schema();
         assert_eq!(orders.field(1).data_type(), &DataType::Date32);
-        let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(before, after, "opening must not create files beside the database");
+        let after: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            before, after,
+            "opening must not create files beside the database"
+        );
     }
 }
