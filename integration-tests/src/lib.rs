@@ -71,6 +71,7 @@ pub async fn local() -> WeftContext {
 pub struct MemorySource {
     name: String,
     tables: Vec<SourceTable>,
+    batches: Vec<(String, RecordBatch)>,
 }
 
 impl Source for MemorySource {
@@ -100,6 +101,7 @@ impl MemorySource {
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut tables = Vec::new();
+        let mut batches = Vec::new();
         for table in names {
             let columns: Vec<(String, DataType)> = conn
                 .prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")?
@@ -127,6 +129,7 @@ impl MemorySource {
                 .map(|(b, (_, t))| b.finish(t))
                 .collect();
             let batch = RecordBatch::try_new(Arc::clone(&schema), arrays).expect("batch");
+            batches.push((table.clone(), batch.clone()));
             let mem = MemTable::try_new(schema, vec![vec![batch]]).expect("memtable");
             tables.push(SourceTable {
                 schema: weft_sqlite::SCHEMA.to_string(),
@@ -137,7 +140,13 @@ impl MemorySource {
         Ok(Self {
             name: name.to_string(),
             tables,
+            batches,
         })
+    }
+
+    /// The data of every table.
+    pub fn batches(&self) -> &[(String, RecordBatch)] {
+        &self.batches
     }
 }
 

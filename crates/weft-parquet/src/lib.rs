@@ -225,3 +225,107 @@ fn table_url(root: &Root, location: &str) -> Result<String, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use weft_core::register_source;
+
+    fn write(path: &Path, ids: &[i64], kind: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("kind", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(StringArray::from(vec![kind; ids.len()])),
+            ],
+        )
+        .unwrap();
+        let mut writer =
+            ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    async fn count(source: &ParquetSource, sql: &str) -> i64 {
+        let ctx = SessionContext::new();
+        register_source(&ctx, source).unwrap();
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0)
+    }
+
+    #[tokio::test]
+    async fn a_table_is_a_file_a_glob_or_a_partitioned_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(&root.join("one.parquet"), &[1, 2, 3], "a");
+        write(&root.join("parts/p1.parquet"), &[1, 2], "a");
+        write(&root.join("parts/p2.parquet"), &[3], "b");
+        write(&root.join("parts/ignored.txt"), &[9], "z");
+        write(&root.join("hive/year=2023/f.parquet"), &[1, 2], "a");
+        write(&root.join("hive/year=2024/f.parquet"), &[3, 4, 5], "b");
+
+        let url = format!("file://{}", root.display());
+        let source = ParquetSource::open(
+            "lake",
+            &url,
+            &[
+                ("one", "one.parquet"),
+                ("parts", "parts/*.parquet"),
+                ("hive", "hive/"),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            count(&source, "SELECT count(*) FROM lake.public.one").await,
+            3
+        );
+        assert_eq!(
+            count(&source, "SELECT count(*) FROM lake.public.parts").await,
+            3
+        );
+        assert_eq!(
+            count(&source, "SELECT count(*) FROM lake.public.hive").await,
+            5
+        );
+        assert_eq!(
+            count(
+                &source,
+                "SELECT count(*) FROM lake.public.hive WHERE year = '2024'"
+            )
+            .await,
+            3
+        );
+        let hive = &source.tables()[2].provider.schema();
+        assert_eq!(
+            hive.field_with_name("year").unwrap().data_type(),
+            &DataType::Utf8
+        );
+    }
+
+    /// Without the `s3` feature, an `s3://` source says which feature it needs. (With it,
+    /// opening would try the network, which tests must not.)
+    #[cfg(not(feature = "s3"))]
+    #[tokio::test]
+    async fn remote_stores_name_the_feature_they_need() {
+        let err = ParquetSource::open("lake", "s3://bucket/prefix", &[("t", "t/")])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("source `lake` (parquet): "), "{err}");
+        assert!(err.contains("`s3`"), "{err}");
+    }
+}

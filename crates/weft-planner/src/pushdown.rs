@@ -67,9 +67,13 @@ pub(crate) fn node_pushable(plan: &LogicalPlan, caps: &Capabilities, input_limit
                 })
         }
         LogicalPlan::Limit(l) => {
+            // `OFFSET n` without `LIMIT` is not SQL everywhere (SQLite requires LIMIT).
             caps.sort_and_limit
-                && matches!(l.get_skip_type(), Ok(SkipType::Literal(_)))
-                && matches!(l.get_fetch_type(), Ok(FetchType::Literal(_)))
+                && matches!(
+                    (l.get_skip_type(), l.get_fetch_type()),
+                    (Ok(SkipType::Literal(0)), Ok(FetchType::Literal(_)))
+                        | (Ok(SkipType::Literal(_)), Ok(FetchType::Literal(Some(_))))
+                )
         }
         LogicalPlan::SubqueryAlias(_) => true,
         LogicalPlan::Distinct(Distinct::All(input)) => {

@@ -1,7 +1,7 @@
 //! Printing results and errors for people and scripts.
 
-use arrow::array::RecordBatch;
-use arrow::util::pretty::pretty_format_batches;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use crate::Format;
 
@@ -15,7 +15,7 @@ pub(crate) fn print(batches: &[RecordBatch], format: Format) -> anyhow::Result<(
             writeln!(out, "{}", pretty_format_batches(batches)?)?;
         }
         Format::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
+            let mut writer = arrow_csv::WriterBuilder::new()
                 .with_header(true)
                 .build(&mut out);
             for batch in batches {
@@ -23,7 +23,7 @@ pub(crate) fn print(batches: &[RecordBatch], format: Format) -> anyhow::Result<(
             }
         }
         Format::Json => {
-            let mut writer = arrow::json::ArrayWriter::new(&mut out);
+            let mut writer = arrow_json::ArrayWriter::new(&mut out);
             for batch in batches {
                 writer.write(batch)?;
             }

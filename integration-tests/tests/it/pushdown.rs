@@ -60,7 +60,10 @@ async fn join_within_one_sqlite_file_is_one_remote_query() {
     let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
     assert_eq!(got.len(), 3);
     assert_eq!(got, answers(sql).await);
-    assert_eq!(shop.query_log().unwrap().statements(), vec![remote.sql.clone()]);
+    assert_eq!(
+        shop.query_log().unwrap().statements(),
+        vec![remote.sql.clone()]
+    );
 }
 
 #[tokio::test]
