@@ -277,7 +277,7 @@ events = "events/"
             .unwrap_err()
             .to_string();
         assert!(err.contains("mysql"), "{err}");
-        assert!(err.contains("line 1"), "{err}");
+        assert!(err.contains("line 3, column 8"), "{err}");
     }
 
     #[test]
