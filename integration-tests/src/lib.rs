@@ -2,6 +2,8 @@
 //! (SQLite file and Parquet folder) and the same data held locally in DataFusion, so that
 //! every answer can be compared across placements.
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -148,6 +150,104 @@ impl MemorySource {
     pub fn batches(&self) -> &[(String, RecordBatch)] {
         &self.batches
     }
+}
+
+/// The demo's `shop` tables copied into a new Postgres database, in schema `main` so that
+/// the same queries name them `shop.main.<table>`. Returns the database's name.
+pub async fn load_shop_into_postgres() -> String {
+    static DATABASE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DATABASE.get_or_init(load_shop).await.clone()
+}
+
+async fn load_shop() -> String {
+    let server = pg::server();
+    let database = server.create_database("weft_shop").await;
+    let local = MemorySource::copy_of_sqlite("shop", &demo().sqlite).expect("copy shop");
+    let mut sql = String::from("CREATE SCHEMA main;\n");
+    for (table, batch) in local.batches() {
+        let columns: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let t = match f.data_type() {
+                    DataType::Int64 => "bigint",
+                    DataType::Float64 => "double precision",
+                    DataType::Boolean => "boolean",
+                    DataType::Date32 => "date",
+                    DataType::Timestamp(..) => "timestamp",
+                    _ => "text",
+                };
+                format!("\"{}\" {t}", f.name())
+            })
+            .collect();
+        sql.push_str(&format!(
+            "CREATE TABLE main.\"{table}\" ({});\n",
+            columns.join(", ")
+        ));
+        let values = sql_values(batch);
+        for chunk in values.chunks(1000) {
+            sql.push_str(&format!(
+                "INSERT INTO main.\"{table}\" VALUES {};\n",
+                chunk.join(", ")
+            ));
+        }
+        sql.push_str(&format!("ANALYZE main.\"{table}\";\n"));
+    }
+    server
+        .execute(&database, &sql)
+        .await
+        .unwrap_or_else(|e| panic!("load the demo into Postgres: {e}"));
+    database
+}
+
+/// Each row of the batch as a SQL `(v1, v2, ...)` tuple.
+fn sql_values(batch: &RecordBatch) -> Vec<String> {
+    use datafusion::arrow::array::Array;
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default();
+    let formatters: Vec<_> = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+        .collect();
+    (0..batch.num_rows())
+        .map(|row| {
+            let values: Vec<String> = batch
+                .columns()
+                .iter()
+                .zip(&formatters)
+                .map(|(column, f)| {
+                    if column.is_null(row) {
+                        return "NULL".to_string();
+                    }
+                    let text = f.value(row).to_string();
+                    match column.data_type() {
+                        DataType::Int64 | DataType::Float64 | DataType::Boolean => text,
+                        _ => format!("'{}'", text.replace('\'', "''")),
+                    }
+                })
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect()
+}
+
+/// The demo with `shop` in Postgres (a fresh database) and `lake` in Parquet.
+pub async fn postgres_placement() -> (WeftContext, Arc<weft_postgres::PostgresSource>) {
+    let database = load_shop_into_postgres().await;
+    let mut options =
+        weft_postgres::PostgresOptions::from_url(&pg::server().url(&database)).expect("url");
+    options.schemas = Some(vec!["main".to_string()]);
+    let shop = Arc::new(
+        weft_postgres::PostgresSource::open("shop", options)
+            .await
+            .expect("open shop in Postgres"),
+    );
+    let mut weft = WeftContext::new();
+    weft.register(shop.clone()).expect("register shop");
+    weft.register(lake().await).expect("register lake");
+    (weft, shop)
 }
 
 enum Column {

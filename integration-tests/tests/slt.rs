@@ -1,6 +1,6 @@
 //! Runs the `.slt` files in `integration-tests/slt/` with sqllogictest, once per placement
-//! of the demo data: `local` (everything in DataFusion) and `federated` (customers and
-//! orders in SQLite, events in Parquet). Both must match the same expected results, so
+//! of the demo data: `local` (everything in DataFusion), `federated` (customers and orders
+//! in SQLite, events in Parquet) and `postgres` (customers and orders in PostgreSQL). Both must match the same expected results, so
 //! every query doubles as a differential test of pushdown.
 //!
 //! `WEFT_SLT_COMPLETE=1` rewrites the expected results from the `local` placement; review
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
-use integration_tests::{federated, local, rows};
+use integration_tests::{federated, local, postgres_placement, rows};
 use sqllogictest::{DBOutput, DefaultColumnType};
 use weft_planner::WeftContext;
 
@@ -93,9 +93,10 @@ async fn main() -> ExitCode {
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
-        for placement in ["local", "federated"] {
+        for placement in ["local", "federated", "postgres"] {
             let weft = match placement {
                 "local" => local().await,
+                "postgres" => postgres_placement().await.0,
                 _ => federated().await.0,
             };
             let mut runner = sqllogictest::Runner::new(move || {

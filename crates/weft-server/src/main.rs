@@ -8,6 +8,7 @@
 //!
 //! - `sqlite` (default): the SQLite connector.
 //! - `parquet` (default): the Parquet connector.
+//! - `postgres` (default): the PostgreSQL connector.
 
 mod output;
 mod registry;

@@ -41,6 +41,10 @@ pub(crate) async fn open_source(
         SourceConfig::Parquet(c) => Ok(Arc::new(
             weft_parquet::ParquetSource::from_config(c, config).await?,
         )),
+        #[cfg(feature = "postgres")]
+        SourceConfig::Postgres(c) => Ok(Arc::new(
+            weft_postgres::PostgresSource::from_config(c, config).await?,
+        )),
         SourceConfig::Sqlite(_) => Err(not_built(source, "sqlite")),
         SourceConfig::Parquet(_) => Err(not_built(source, "parquet")),
         SourceConfig::Postgres(_) => Err(not_built(source, "postgres")),

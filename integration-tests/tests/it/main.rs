@@ -2,4 +2,5 @@
 
 mod differential;
 mod errors;
+mod postgres;
 mod pushdown;

@@ -1,0 +1,308 @@
+//! PostgreSQL connector: every table and view of the configured schemas as a federated
+//! DataFusion table in the catalog `<source>.<schema>.<table>`, so that whole sub-plans over
+//! one database (filters, projections, joins, aggregates, sort, limit) run inside Postgres as
+//! one statement.
+//!
+//! Built on datafusion-table-providers' Postgres pool, type mapping and executor. Knows
+//! `tokio-postgres` and the Postgres dialect; knows nothing of the planner, the server or
+//! other connectors.
+
+mod dialect;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::sql::unparser::dialect::PostgreSqlDialect;
+use datafusion_federation::sql::SQLExecutor;
+use datafusion_table_providers::postgres::DynPostgresConnectionPool;
+use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
+use datafusion_table_providers::sql::sql_provider_datafusion::SqlTable;
+use secrecy::SecretString;
+use url::Url;
+use weft_core::config::{Config, PostgresConfig};
+use weft_core::remote::{QueryLog, RemoteDatabase, RemoteExecutor};
+use weft_core::{Error, Result, Source, SourceTable};
+
+const KIND: &str = "postgres";
+
+/// How to reach a Postgres database.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// Host name or address.
+    pub host: String,
+    /// Port, 5432 by default.
+    pub port: u16,
+    /// User name.
+    pub user: String,
+    /// Database name.
+    pub dbname: String,
+    /// Password, if the server asks for one.
+    pub password: Option<String>,
+    /// `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
+    pub sslmode: String,
+    /// Schemas to expose; all but the system ones when `None`.
+    pub schemas: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("address", &self.address())
+            .field("user", &self.user)
+            .field("dbname", &self.dbname)
+            .field("sslmode", &self.sslmode)
+            .field("schemas", &self.schemas)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresOptions {
+    /// Options from a libpq-style URL, `postgres://user[:password]@host[:port]/db?sslmode=...`.
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        let parsed = Url::parse(url).map_err(|e| format!("invalid url `{url}`: {e}"))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "invalid url `{url}`: the scheme must be `postgres://`"
+            ));
+        }
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("localhost")
+            .to_string();
+        let user = match parsed.username() {
+            "" => "postgres".to_string(),
+            user => decode(user),
+        };
+        let dbname = match parsed.path().trim_start_matches('/') {
+            "" => user.clone(),
+            db => decode(db),
+        };
+        let sslmode = parsed
+            .query_pairs()
+            .find(|(k, _)| k == "sslmode")
+            .map_or_else(|| "prefer".to_string(), |(_, v)| v.to_string());
+        Ok(Self {
+            host,
+            port: parsed.port().unwrap_or(5432),
+            user,
+            dbname,
+            password: parsed.password().map(decode),
+            sslmode,
+            schemas: None,
+        })
+    }
+
+    /// `host:port`, for messages.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+fn decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map_or_else(|| s.to_string(), |(_, v)| v.to_string())
+}
+
+/// A Postgres database as a Weft source.
+#[derive(Debug)]
+pub struct PostgresSource {
+    name: String,
+    tables: Vec<SourceTable>,
+    executor: Arc<RemoteExecutor>,
+}
+
+impl PostgresSource {
+    /// Opens the source a config entry describes; the password comes from the environment
+    /// variable named by `password_env`.
+    pub async fn from_config(source: &PostgresConfig, _config: &Config) -> Result<Self> {
+        let fail = |message: String| Error::source(&source.name, KIND, message);
+        let mut options = PostgresOptions::from_url(&source.url).map_err(fail)?;
+        if let Some(var) = &source.password_env {
+            let password = std::env::var(var).map_err(|_| {
+                fail(format!(
+                    "the environment variable `{var}` named by `password_env` is not set"
+                ))
+            })?;
+            options.password = Some(password);
+        }
+        if let Some(sslmode) = &source.sslmode {
+            options.sslmode = sslmode.clone();
+        }
+        options.schemas = source.schemas.clone();
+        Self::open(&source.name, options).await
+    }
+
+    /// Connects and discovers every table and view of the options' schemas.
+    pub async fn open(name: &str, options: PostgresOptions) -> Result<Self> {
+        let address = options.address();
+        let fail = |message: String| Error::source(name, KIND, message);
+
+        let mut params: HashMap<String, SecretString> = HashMap::new();
+        let mut set = |k: &str, v: &str| {
+            params.insert(k.to_string(), SecretString::from(v.to_string()));
+        };
+        set("host", &options.host);
+        set("port", &options.port.to_string());
+        set("user", &options.user);
+        set("db", &options.dbname);
+        set("sslmode", &options.sslmode);
+        if let Some(password) = &options.password {
+            set("pass", password);
+        }
+        let pool = PostgresConnectionPool::new(params).await.map_err(|e| {
+            fail(format!(
+                "cannot connect to {address} (database `{}`, user `{}`): {e}",
+                options.dbname, options.user
+            ))
+        })?;
+        let pool = Arc::new(pool);
+
+        let discovered = discover(&pool, &options).await.map_err(|e| {
+            fail(format!(
+                "cannot list the tables of database `{}` at {address}: {e}",
+                options.dbname
+            ))
+        })?;
+
+        let dyn_pool: Arc<DynPostgresConnectionPool> = pool.clone();
+        let mut schemas = Vec::with_capacity(discovered.tables.len());
+        for (schema, table) in &discovered.tables {
+            let reference = TableReference::partial(schema.as_str(), table.as_str());
+            let sql_table = SqlTable::new("postgres", &dyn_pool, reference.clone())
+                .await
+                .map_err(|e| {
+                    fail(format!(
+                        "table `{schema}.{table}`: {e}; a column whose type has no Arrow mapping can be cast in a view"
+                    ))
+                })?;
+            schemas.push((schema.clone(), table.clone(), reference, sql_table.schema()));
+        }
+
+        // The executor runs any statement in the database; the table it is built for is
+        // only a placeholder that datafusion-table-providers requires.
+        let inner: Arc<dyn SQLExecutor> = Arc::new(
+            SqlTable::new_with_schema(
+                "postgres",
+                &dyn_pool,
+                Arc::new(Schema::empty()),
+                TableReference::bare("pg_class"),
+            )
+            .with_dialect(Arc::new(PostgreSqlDialect {})),
+        );
+        let executor = Arc::new(RemoteExecutor::new(
+            name,
+            KIND,
+            format!("postgres://{}@{}/{}", options.user, address, options.dbname),
+            inner,
+            Arc::new(PostgreSqlDialect {}),
+        ));
+        let database = RemoteDatabase::new(
+            Arc::clone(&executor),
+            dialect::capabilities(discovered.binary_collation),
+        );
+        let tables = schemas
+            .into_iter()
+            .map(|(schema, table, reference, arrow_schema)| SourceTable {
+                schema,
+                name: table,
+                provider: database.table(reference, arrow_schema),
+            })
+            .collect();
+        Ok(Self {
+            name: name.to_string(),
+            tables,
+            executor,
+        })
+    }
+}
+
+impl Source for PostgresSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn tables(&self) -> &[SourceTable] {
+        &self.tables
+    }
+
+    fn query_log(&self) -> Option<&QueryLog> {
+        Some(self.executor.log())
+    }
+}
+
+struct Discovered {
+    tables: Vec<(String, String)>,
+    /// The database's collation orders text by code point, as DataFusion does.
+    binary_collation: bool,
+}
+
+async fn discover(
+    pool: &PostgresConnectionPool,
+    options: &PostgresOptions,
+) -> Result<Discovered, String> {
+    let conn = pool.connect_direct().await.map_err(|e| e.to_string())?;
+    let client = &*conn.conn;
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
+               AND ($1::text[] IS NULL OR n.nspname = ANY($1)) \
+             ORDER BY 1, 2",
+            &[&options.schemas],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let tables = rows
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+        .collect();
+    let collation: String = client
+        .query_one(
+            "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    Ok(Discovered {
+        tables,
+        binary_collation: matches!(collation.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_like_libpq() {
+        let o = PostgresOptions::from_url(
+            "postgres://alice:s%40cret@db.local:6543/shop?sslmode=disable",
+        )
+        .unwrap();
+        assert_eq!(o.address(), "db.local:6543");
+        assert_eq!(o.user, "alice");
+        assert_eq!(o.password.as_deref(), Some("s@cret"));
+        assert_eq!(o.dbname, "shop");
+        assert_eq!(o.sslmode, "disable");
+        let o = PostgresOptions::from_url("postgresql://bob@localhost").unwrap();
+        assert_eq!(
+            (o.port, o.dbname.as_str(), o.sslmode.as_str()),
+            (5432, "bob", "prefer")
+        );
+        assert!(PostgresOptions::from_url("mysql://x@y/z").is_err());
+    }
+}

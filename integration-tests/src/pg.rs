@@ -1,0 +1,295 @@
+//! A real PostgreSQL server for the tests: the one in `WEFT_TEST_PG_URL`, or else a
+//! throwaway cluster started from the installed PostgreSQL (`initdb` and `postgres`, run as
+//! the `postgres` user when the tests run as root) on a free loopback port, stopped when the
+//! test process exits.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A running server the tests may create databases in.
+#[derive(Debug)]
+pub struct PgServer {
+    /// `host:port`.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// A superuser.
+    pub user: String,
+    /// Its password, if any.
+    pub password: Option<String>,
+    cluster: Option<Cluster>,
+}
+
+#[derive(Debug)]
+struct Cluster {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+    child: Mutex<Option<Child>>,
+}
+
+/// The shared server, started on first use.
+pub fn server() -> &'static PgServer {
+    static SERVER: OnceLock<PgServer> = OnceLock::new();
+    SERVER.get_or_init(|| match std::env::var("WEFT_TEST_PG_URL") {
+        Ok(url) => from_url(&url),
+        Err(_) => PgServer::start()
+            .unwrap_or_else(|e| panic!("cannot start PostgreSQL for the tests: {e}")),
+    })
+}
+
+fn from_url(url: &str) -> PgServer {
+    let parsed = url::Url::parse(url).expect("WEFT_TEST_PG_URL is a postgres:// URL");
+    PgServer {
+        host: parsed.host_str().unwrap_or("localhost").to_string(),
+        port: parsed.port().unwrap_or(5432),
+        user: match parsed.username() {
+            "" => "postgres".to_string(),
+            u => u.to_string(),
+        },
+        password: parsed.password().map(str::to_string),
+        cluster: None,
+    }
+}
+
+fn find_bin_dir() -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut candidates: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .collect();
+        versions.sort();
+        candidates.extend(versions.into_iter().rev());
+    }
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
+        .ok_or_else(|| {
+            "no `initdb` and `postgres` found (install PostgreSQL, or set WEFT_TEST_PG_URL)"
+                .to_string()
+        })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Cluster {
+    fn command(&self, program: &str) -> Command {
+        let exe = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    /// Starts `postgres` under a shell that stops it when this process is gone, so a test
+    /// run never leaves a server behind.
+    fn spawn(&self, port: u16) -> Result<Child, String> {
+        let script = format!(
+            "\"$0\" -D \"$1\" -p {port} -k \"$2\" -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off & pid=$!; \
+             while [ -d /proc/{parent} ] && kill -0 $pid 2>/dev/null; do sleep 1; done; \
+             kill -INT $pid 2>/dev/null; wait $pid",
+            parent = std::process::id()
+        );
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "sh", "-c"]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.arg("-c");
+            c
+        };
+        command
+            .arg(script)
+            .arg(self.bin.join("postgres"))
+            .arg(&self.data)
+            .arg(self.data.parent().unwrap())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))
+    }
+}
+
+impl PgServer {
+    /// Starts a new throwaway cluster.
+    pub fn start() -> Result<PgServer, String> {
+        let bin = find_bin_dir()?;
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("weft-pg-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let data = dir.path().join("data");
+        if as_postgres {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path()))?;
+        }
+        let cluster = Cluster {
+            _dir: dir,
+            data: data.clone(),
+            bin,
+            as_postgres,
+            child: Mutex::new(None),
+        };
+        run(cluster.command("initdb").arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]))?;
+        let port = free_port();
+        let child = cluster.spawn(port)?;
+        *cluster.child.lock().unwrap() = Some(child);
+        let server = PgServer {
+            host: "127.0.0.1".to_string(),
+            port,
+            user: "postgres".to_string(),
+            password: None,
+            cluster: Some(cluster),
+        };
+        server.wait_ready(Duration::from_secs(60))?;
+        Ok(server)
+    }
+
+    fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                // Accepting TCP is not yet accepting queries; give startup a moment.
+                std::thread::sleep(Duration::from_millis(300));
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "PostgreSQL did not accept connections on port {} within {timeout:?}",
+            self.port
+        ))
+    }
+
+    /// Stops the server (fast shutdown), as an outage would.
+    pub fn stop(&self) {
+        let cluster = self
+            .cluster
+            .as_ref()
+            .expect("only a cluster the tests started can be stopped");
+        let _ = run(cluster
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&cluster.data)
+            .args(["-m", "fast", "-w", "stop"]));
+        if let Some(mut child) = cluster.child.lock().unwrap().take() {
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again after [`stop`](Self::stop), on the same port.
+    pub fn restart(&self) {
+        let cluster = self
+            .cluster
+            .as_ref()
+            .expect("only a cluster the tests started can be restarted");
+        let child = cluster.spawn(self.port).expect("restart postgres");
+        *cluster.child.lock().unwrap() = Some(child);
+        self.wait_ready(Duration::from_secs(60))
+            .expect("postgres restarted");
+    }
+
+    /// A `postgres://` URL for a database on this server.
+    pub fn url(&self, database: &str) -> String {
+        match &self.password {
+            Some(p) => format!(
+                "postgres://{}:{p}@{}:{}/{database}?sslmode=disable",
+                self.user, self.host, self.port
+            ),
+            None => format!(
+                "postgres://{}@{}:{}/{database}?sslmode=disable",
+                self.user, self.host, self.port
+            ),
+        }
+    }
+
+    /// Runs SQL with `psql`-free plumbing: a short-lived tokio-postgres connection.
+    pub async fn execute(&self, database: &str, sql: &str) -> Result<(), tokio_postgres::Error> {
+        let (client, connection) = tokio_postgres::connect(
+            &format!(
+                "host={} port={} user={} dbname={database}{}",
+                self.host,
+                self.port,
+                self.user,
+                self.password
+                    .as_ref()
+                    .map(|p| format!(" password={p}"))
+                    .unwrap_or_default()
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await?;
+        let handle = tokio::spawn(connection);
+        let result = client.batch_execute(sql).await;
+        drop(client);
+        let _ = handle.await;
+        result
+    }
+
+    /// Creates a fresh database and returns its name.
+    pub async fn create_database(&self, prefix: &str) -> String {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{prefix}_{}_{n}", std::process::id());
+        // One statement at a time: CREATE DATABASE cannot run in a transaction block.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            self.execute("postgres", &sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        }
+        name
+    }
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let shown = format!("{command:?}");
+    let output = command.output().map_err(|e| format!("{shown}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{shown} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn _unused(_: &Path) {}

@@ -1,0 +1,131 @@
+//! PostgreSQL as a source, against a real server (see `integration_tests::pg`).
+
+use std::sync::Arc;
+
+use integration_tests::{lake, local, pg, postgres_placement, rows, shop, MemorySource};
+use weft_core::Source;
+use weft_planner::WeftContext;
+use weft_postgres::{PostgresOptions, PostgresSource};
+
+async fn local_answer(sql: &str) -> Vec<Vec<String>> {
+    let weft = local().await;
+    rows(&weft.sql(sql).await.unwrap().collect().await.unwrap())
+}
+
+#[tokio::test]
+async fn join_filter_and_aggregate_run_in_postgres_as_one_query() {
+    let sql = "SELECT c.country, count(*) AS orders, sum(o.amount) AS total
+               FROM shop.main.customers c JOIN shop.main.orders o ON o.customer_id = c.id
+               WHERE o.status = 'paid' AND c.vip
+               GROUP BY c.country ORDER BY c.country";
+    let (weft, shop) = postgres_placement().await;
+    let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
+    assert_eq!(got.len(), 10);
+    assert_eq!(got, local_answer(sql).await);
+
+    let sent = shop.query_log().unwrap().statements();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    let statement = &sent[0];
+    for part in [
+        "INNER JOIN",
+        "GROUP BY",
+        "ORDER BY",
+        "sum(\"o\".\"amount\")",
+        "(\"orders\".\"status\" = 'paid')",
+        "\"customers\".\"vip\"",
+    ] {
+        assert!(statement.contains(part), "{part} missing from {statement}");
+    }
+}
+
+#[tokio::test]
+async fn three_way_join_sends_each_source_its_own_filter_and_columns() {
+    // Customers in Postgres (`crm`), orders in SQLite (`shop`), events in Parquet (`lake`).
+    let database = integration_tests::load_shop_into_postgres().await;
+    let mut options = PostgresOptions::from_url(&pg::server().url(&database)).unwrap();
+    options.schemas = Some(vec!["main".to_string()]);
+    let crm = Arc::new(PostgresSource::open("crm", options).await.unwrap());
+    let sqlite = shop().await;
+    let mut weft = WeftContext::new();
+    weft.register(crm.clone()).unwrap();
+    weft.register(sqlite.clone()).unwrap();
+    weft.register(lake().await).unwrap();
+
+    let sql =
+        "SELECT c.name, count(DISTINCT o.id) AS returned, count(DISTINCT e.event_id) AS purchases
+               FROM crm.main.customers c
+               JOIN shop.main.orders o ON o.customer_id = c.id
+               JOIN lake.public.events e ON e.customer_id = c.id
+               WHERE c.country = 'NL' AND o.status = 'returned' AND e.kind = 'purchase'
+               GROUP BY c.name ORDER BY c.name";
+    let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
+    assert!(!got.is_empty());
+
+    // The same data, all local.
+    let mut reference = WeftContext::new();
+    let copy = |name: &str| {
+        Arc::new(MemorySource::copy_of_sqlite(name, &integration_tests::demo().sqlite).unwrap())
+    };
+    reference.register(copy("crm")).unwrap();
+    reference.register(copy("shop")).unwrap();
+    reference.register(lake().await).unwrap();
+    let want = rows(&reference.sql(sql).await.unwrap().collect().await.unwrap());
+    assert_eq!(got, want);
+
+    let to_postgres = crm.query_log().unwrap().statements();
+    assert_eq!(
+        to_postgres,
+        ["SELECT \"c\".\"id\", \"c\".\"name\" FROM (SELECT \"customers\".\"id\", \"customers\".\"name\" \
+          FROM \"main\".\"customers\" WHERE (\"customers\".\"country\" = 'NL')) AS \"c\""]
+    );
+    let to_sqlite = sqlite.query_log().unwrap().statements();
+    assert_eq!(
+        to_sqlite,
+        ["SELECT `o`.`id`, `o`.`customer_id` FROM (SELECT `orders`.`id`, `orders`.`customer_id` \
+          FROM `orders` WHERE (`orders`.`status` = 'returned')) AS `o`"]
+    );
+}
+
+#[tokio::test]
+async fn an_outage_names_the_source_and_recovery_needs_no_restart() {
+    // A server of its own, so stopping it disturbs no other test.
+    let server = pg::PgServer::start().expect("start a second PostgreSQL");
+    server
+        .execute(
+            "postgres",
+            "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2), (3)",
+        )
+        .await
+        .unwrap();
+    let options = PostgresOptions::from_url(&server.url("postgres")).unwrap();
+    let address = options.address();
+    let source = Arc::new(PostgresSource::open("crm", options).await.unwrap());
+    let mut weft = WeftContext::new();
+    weft.register(source).unwrap();
+    let sql = "SELECT count(*) FROM crm.public.t";
+    let count =
+        |weft: WeftContext| async move { weft.sql(sql).await?.collect().await.map(|b| rows(&b)) };
+    assert_eq!(count(weft.clone()).await.unwrap(), [["3"]]);
+
+    server.stop();
+    let err = count(weft.clone()).await.unwrap_err().to_string();
+    assert!(err.contains("source `crm` (postgres)"), "{err}");
+    assert!(
+        err.contains(&address) || err.to_lowercase().contains("connect"),
+        "{err}"
+    );
+
+    server.restart();
+    let mut last = None;
+    for _ in 0..20 {
+        match count(weft.clone()).await {
+            Ok(answer) => {
+                last = Some(answer);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+    assert_eq!(last, Some(vec![vec!["3".to_string()]]));
+    server.stop();
+}
