@@ -46,6 +46,8 @@ pub struct PostgresOptions {
     pub sslmode: String,
     /// Schemas to expose; all but the system ones when `None`.
     pub schemas: Option<Vec<String>>,
+    /// The largest number of pooled connections (10 when `None`).
+    pub pool_size: Option<u32>,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -56,6 +58,7 @@ impl std::fmt::Debug for PostgresOptions {
             .field("dbname", &self.dbname)
             .field("sslmode", &self.sslmode)
             .field("schemas", &self.schemas)
+            .field("pool_size", &self.pool_size)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +97,7 @@ impl PostgresOptions {
             password: parsed.password().map(decode),
             sslmode,
             schemas: None,
+            pool_size: None,
         })
     }
 
@@ -135,6 +139,7 @@ impl PostgresSource {
             options.sslmode = sslmode.clone();
         }
         options.schemas = source.schemas.clone();
+        options.pool_size = source.pool_size;
         Self::open(&source.name, options).await
     }
 
@@ -154,6 +159,9 @@ impl PostgresSource {
         set("sslmode", &options.sslmode);
         if let Some(password) = &options.password {
             set("pass", password);
+        }
+        if let Some(size) = options.pool_size {
+            set("connection_pool_size", &size.to_string());
         }
         let pool = PostgresConnectionPool::new(params).await.map_err(|e| {
             fail(format!(
