@@ -92,6 +92,21 @@ pub struct PostgresConfig {
     pub pool_size: Option<u32>,
     /// The schemas to expose; all but the system ones when absent.
     pub schemas: Option<Vec<String>>,
+    /// What to do with a column whose type has no Arrow mapping.
+    #[serde(default)]
+    pub unsupported_types: UnsupportedTypes,
+}
+
+/// What a connector does with a column whose type has no Arrow mapping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum UnsupportedTypes {
+    /// Opening the source fails with an error naming the table, column and type.
+    #[default]
+    Error,
+    /// The column is left out of the table, with a warning in the log.
+    Skip,
 }
 
 /// `kind = "flightsql"`.

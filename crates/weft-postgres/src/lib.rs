@@ -7,24 +7,25 @@
 //! `tokio-postgres` and the Postgres dialect; knows nothing of the planner, the server or
 //! other connectors.
 
+mod decode;
 mod dialect;
+mod executor;
+mod types;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Schema;
-use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
-use datafusion_federation::sql::SQLExecutor;
-use datafusion_table_providers::postgres::DynPostgresConnectionPool;
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
-use datafusion_table_providers::sql::sql_provider_datafusion::SqlTable;
 use secrecy::SecretString;
 use url::Url;
-use weft_core::config::{Config, PostgresConfig};
+use weft_core::config::{Config, PostgresConfig, UnsupportedTypes};
 use weft_core::remote::{QueryLog, RemoteDatabase, RemoteExecutor};
 use weft_core::{Error, Result, Source, SourceTable};
+
+use crate::types::PgColumn;
 
 const KIND: &str = "postgres";
 
@@ -48,6 +49,8 @@ pub struct PostgresOptions {
     pub schemas: Option<Vec<String>>,
     /// The largest number of pooled connections (10 when `None`).
     pub pool_size: Option<u32>,
+    /// What to do with a column whose type has no Arrow mapping.
+    pub unsupported_types: UnsupportedTypes,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -59,6 +62,7 @@ impl std::fmt::Debug for PostgresOptions {
             .field("sslmode", &self.sslmode)
             .field("schemas", &self.schemas)
             .field("pool_size", &self.pool_size)
+            .field("unsupported_types", &self.unsupported_types)
             .finish_non_exhaustive()
     }
 }
@@ -98,6 +102,7 @@ impl PostgresOptions {
             sslmode,
             schemas: None,
             pool_size: None,
+            unsupported_types: UnsupportedTypes::Error,
         })
     }
 
@@ -140,6 +145,7 @@ impl PostgresSource {
         }
         options.schemas = source.schemas.clone();
         options.pool_size = source.pool_size;
+        options.unsupported_types = source.unsupported_types;
         Self::open(&source.name, options).await
     }
 
@@ -178,36 +184,41 @@ impl PostgresSource {
             ))
         })?;
 
-        let dyn_pool: Arc<DynPostgresConnectionPool> = pool.clone();
         let mut schemas = Vec::with_capacity(discovered.tables.len());
-        for (schema, table) in &discovered.tables {
+        for ((schema, table), columns) in discovered.tables {
+            let mut fields = Vec::with_capacity(columns.len());
+            for column in &columns {
+                match column.field() {
+                    Ok(field) => fields.push(field),
+                    Err(why) if options.unsupported_types == UnsupportedTypes::Skip => {
+                        tracing::warn!(
+                            "source `{name}` ({KIND}): table `{schema}.{table}`: {why}; \
+                             it is left out (unsupported_types = \"skip\")"
+                        );
+                    }
+                    Err(why) => {
+                        return Err(fail(format!(
+                            "table `{schema}.{table}`: {why}. Cast the column to a supported \
+                             type (text, for instance) in a view and query the view, or set \
+                             `unsupported_types = \"skip\"` on the source to leave such columns out"
+                        )))
+                    }
+                }
+            }
             let reference = TableReference::partial(schema.as_str(), table.as_str());
-            let sql_table = SqlTable::new("postgres", &dyn_pool, reference.clone())
-                .await
-                .map_err(|e| {
-                    fail(format!(
-                        "table `{schema}.{table}`: {e}; a column whose type has no Arrow mapping can be cast in a view"
-                    ))
-                })?;
-            schemas.push((schema.clone(), table.clone(), reference, sql_table.schema()));
+            schemas.push((schema, table, reference, Arc::new(Schema::new(fields))));
         }
 
-        // The executor runs any statement in the database; the table it is built for is
-        // only a placeholder that datafusion-table-providers requires.
-        let inner: Arc<dyn SQLExecutor> = Arc::new(
-            SqlTable::new_with_schema(
-                "postgres",
-                &dyn_pool,
-                Arc::new(Schema::empty()),
-                TableReference::bare("pg_class"),
-            )
-            .with_dialect(Arc::new(PostgreSqlDialect {})),
-        );
+        let compute_context = format!("postgres://{}@{}/{}", options.user, address, options.dbname);
         let executor = Arc::new(RemoteExecutor::new(
             name,
             KIND,
-            format!("postgres://{}@{}/{}", options.user, address, options.dbname),
-            inner,
+            compute_context.clone(),
+            Arc::new(executor::PgExecutor::new(
+                Arc::clone(&pool),
+                address.clone(),
+                compute_context,
+            )),
             Arc::new(PostgreSqlDialect {}),
         ));
         let database = RemoteDatabase::new(
@@ -249,7 +260,8 @@ impl Source for PostgresSource {
 }
 
 struct Discovered {
-    tables: Vec<(String, String)>,
+    /// (schema, table) → columns in order, tables in name order.
+    tables: Vec<((String, String), Vec<PgColumn>)>,
     /// The database's collation orders text by code point, as DataFusion does.
     binary_collation: bool,
 }
@@ -260,23 +272,52 @@ async fn discover(
 ) -> Result<Discovered, String> {
     let conn = pool.connect_direct().await.map_err(|e| e.to_string())?;
     let client = &*conn.conn;
+    // Every column of every table, view, materialized view, partitioned and foreign table;
+    // a domain is read as its base type, an array by its element type.
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
+            "SELECT n.nspname::text, c.relname::text, a.attname::text, \
+                    pg_catalog.format_type(a.atttypid, a.atttypmod), \
+                    bt.oid, bt.typtype::text, \
+                    CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, \
+                    et.oid, et.typtype::text, NOT a.attnotnull \
+             FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+             JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
+             LEFT JOIN pg_catalog.pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A' \
              WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') \
                AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
                AND ($1::text[] IS NULL OR n.nspname = ANY($1)) \
-             ORDER BY 1, 2",
+             ORDER BY 1, 2, a.attnum",
             &[&options.schemas],
         )
         .await
         .map_err(|e| e.to_string())?;
-    let tables = rows
-        .iter()
-        .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
-        .collect();
+    let mut tables: Vec<((String, String), Vec<PgColumn>)> = Vec::new();
+    for row in &rows {
+        let key: (String, String) = (row.get(0), row.get(1));
+        let typtype = |i: usize| {
+            row.get::<_, Option<String>>(i)
+                .and_then(|t| t.bytes().next())
+                .unwrap_or(b'b')
+        };
+        let column = PgColumn {
+            name: row.get(2),
+            type_name: row.get(3),
+            oid: row.get(4),
+            typtype: typtype(5),
+            typmod: row.get(6),
+            element: row.get::<_, Option<u32>>(7).map(|oid| (oid, typtype(8))),
+            nullable: row.get(9),
+        };
+        match tables.last_mut() {
+            Some((last, columns)) if *last == key => columns.push(column),
+            _ => tables.push((key, vec![column])),
+        }
+    }
     let collation: String = client
         .query_one(
             "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()",

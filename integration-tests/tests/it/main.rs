@@ -2,5 +2,6 @@
 
 mod differential;
 mod errors;
+mod pg_types;
 mod postgres;
 mod pushdown;
