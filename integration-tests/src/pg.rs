@@ -237,6 +237,15 @@ impl PgServer {
         }
     }
 
+    /// A `postgres://` URL for a database on this server as another user, without a password
+    /// (the throwaway cluster trusts every local user).
+    pub fn url_as(&self, user: &str, database: &str) -> String {
+        format!(
+            "postgres://{user}@{}:{}/{database}?sslmode=disable",
+            self.host, self.port
+        )
+    }
+
     /// Runs SQL with `psql`-free plumbing: a short-lived tokio-postgres connection.
     pub async fn execute(&self, database: &str, sql: &str) -> Result<(), tokio_postgres::Error> {
         let (client, connection) = tokio_postgres::connect(

@@ -287,6 +287,29 @@ events = "events/"
     }
 
     #[test]
+    fn postgres_unsupported_types_is_error_or_skip() {
+        let source = |extra: &str| {
+            parse(&format!(
+                "[[sources]]\nname = \"crm\"\nkind = \"postgres\"\nurl = \"postgres://u@h/db\"\n{extra}"
+            ))
+        };
+        let SourceConfig::Postgres(crm) = &source("").unwrap().sources[0] else {
+            panic!("expected postgres")
+        };
+        assert_eq!(crm.unsupported_types, UnsupportedTypes::Error);
+        let SourceConfig::Postgres(crm) =
+            &source("unsupported_types = \"skip\"").unwrap().sources[0]
+        else {
+            panic!("expected postgres")
+        };
+        assert_eq!(crm.unsupported_types, UnsupportedTypes::Skip);
+        let err = source("unsupported_types = \"drop\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`drop`") && err.contains("`error` or `skip`"), "{err}");
+    }
+
+    #[test]
     fn unknown_kind_names_the_kind_and_the_line() {
         let err = parse("[[sources]]\nname = \"x\"\nkind = \"mysql\"\n")
             .unwrap_err()

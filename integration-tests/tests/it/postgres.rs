@@ -129,3 +129,57 @@ async fn an_outage_names_the_source_and_recovery_needs_no_restart() {
     assert_eq!(last, Some(vec![vec!["3".to_string()]]));
     server.stop();
 }
+
+#[tokio::test]
+async fn sources_on_other_databases_or_users_are_never_merged() {
+    let server = pg::server();
+    let database = integration_tests::load_shop_into_postgres().await;
+    let other = server.create_database("other").await;
+    server
+        .execute(
+            &other,
+            "CREATE TABLE vip (customer_id bigint); INSERT INTO vip VALUES (1), (2), (3)",
+        )
+        .await
+        .unwrap();
+    // A role of its own, so that the same database is reached as another user.
+    let _ = server
+        .execute("postgres", "CREATE ROLE weft_reader LOGIN")
+        .await;
+    server
+        .execute(&database, "GRANT USAGE ON SCHEMA main TO weft_reader; GRANT SELECT ON ALL TABLES IN SCHEMA main TO weft_reader")
+        .await
+        .unwrap();
+
+    let open = |name: &'static str, url: String| async move {
+        let mut options = PostgresOptions::from_url(&url).unwrap();
+        options.schemas = Some(vec!["main".to_string(), "public".to_string()]);
+        Arc::new(PostgresSource::open(name, options).await.unwrap())
+    };
+    let shop = open("shop", server.url(&database)).await;
+    let elsewhere = open("elsewhere", server.url(&other)).await;
+    let as_reader = open("reader", server.url_as("weft_reader", &database)).await;
+    let mut weft = WeftContext::new();
+    for source in [shop.clone(), elsewhere.clone(), as_reader.clone()] {
+        weft.register(source).unwrap();
+    }
+
+    let sql = "SELECT count(*) FROM shop.main.customers c
+               JOIN elsewhere.public.vip v ON v.customer_id = c.id
+               JOIN reader.main.orders o ON o.customer_id = c.id";
+    let remote = weft.explain(sql).await.unwrap().remote;
+    let mut sources: Vec<&str> = remote.iter().map(|r| r.source.as_str()).collect();
+    sources.sort_unstable();
+    assert_eq!(sources, ["elsewhere", "reader", "shop"], "{remote:#?}");
+    let contexts: std::collections::HashSet<&str> =
+        remote.iter().map(|r| r.compute_context.as_str()).collect();
+    assert_eq!(contexts.len(), 3, "{remote:#?}");
+
+    let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
+    let want = local_answer(
+        "SELECT count(*) FROM shop.main.customers c
+         JOIN shop.main.orders o ON o.customer_id = c.id WHERE c.id IN (1, 2, 3)",
+    )
+    .await;
+    assert_eq!(got, want);
+}
