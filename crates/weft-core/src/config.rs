@@ -306,7 +306,10 @@ events = "events/"
         let err = source("unsupported_types = \"drop\"")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("`drop`") && err.contains("`error` or `skip`"), "{err}");
+        assert!(
+            err.contains("`drop`") && err.contains("`error` or `skip`"),
+            "{err}"
+        );
     }
 
     #[test]
