@@ -11,14 +11,15 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::NullBufferBuilder;
 use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Decimal128Builder, Decimal256Builder, Float64Builder,
-    ListArray, PrimitiveBuilder, StringBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, ListArray, PrimitiveBuilder,
+    StringBuilder,
 };
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{
-    i256, ArrowPrimitiveType, DataType, Date32Type, Field, FieldRef, Float32Type, Float64Type,
-    Int16Type, Int32Type, Int64Type, IntervalMonthDayNano, IntervalMonthDayNanoType,
-    Time64MicrosecondType, TimestampMicrosecondType, UInt32Type,
+    i256, ArrowPrimitiveType, DataType, Date32Type, Decimal128Type, Decimal256Type, DecimalType,
+    Field, FieldRef, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+    IntervalMonthDayNano, IntervalMonthDayNanoType, Time64MicrosecondType,
+    TimestampMicrosecondType, UInt32Type,
 };
 use tokio_postgres::types::{FromSql, Kind, Type};
 
@@ -269,23 +270,12 @@ fn utf8(bytes: &[u8]) -> Result<&str, String> {
 /// `numeric` into the Arrow type the plan expects: a decimal (exactly, or an error), an
 /// integer or float (an aggregate such as Postgres's `sum(bigint)` returns numeric), or text.
 fn numeric(target: &DataType) -> Result<Box<dyn Decoder>, String> {
-    Ok(match target {
-        DataType::Decimal128(p, s) => Box::new(NumericDecimal128 {
-            builder: Decimal128Builder::new()
-                .with_precision_and_scale(*p, *s)
-                .map_err(|e| e.to_string())?,
-            precision: *p,
-            scale: *s,
-        }),
-        DataType::Decimal256(p, s) => Box::new(NumericDecimal256 {
-            builder: Decimal256Builder::new()
-                .with_precision_and_scale(*p, *s)
-                .map_err(|e| e.to_string())?,
-            precision: *p,
-            scale: *s,
-        }),
+    let decimal128 = |p, s| decimal::<Decimal128Type>(p, s, i256::as_i128);
+    match target {
+        DataType::Decimal128(p, s) => decimal128(*p, *s),
+        DataType::Decimal256(p, s) => decimal::<Decimal256Type>(*p, *s, |m| m),
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
-            Box::new(NumericFloat(Float64Builder::new()))
+            Ok(Box::new(NumericFloat(Float64Builder::new())))
         }
         DataType::Int8
         | DataType::Int16
@@ -294,27 +284,15 @@ fn numeric(target: &DataType) -> Result<Box<dyn Decoder>, String> {
         | DataType::UInt8
         | DataType::UInt16
         | DataType::UInt32
-        | DataType::UInt64 => Box::new(NumericDecimal128 {
-            builder: Decimal128Builder::new()
-                .with_precision_and_scale(38, 0)
-                .expect("valid"),
-            precision: 38,
-            scale: 0,
-        }),
+        | DataType::UInt64 => decimal128(38, 0),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            Box::new(NumericText(StringBuilder::new()))
+            Ok(Box::new(NumericText(StringBuilder::new())))
         }
         _ => {
             let (p, s) = UNCONSTRAINED_NUMERIC;
-            Box::new(NumericDecimal128 {
-                builder: Decimal128Builder::new()
-                    .with_precision_and_scale(p, s)
-                    .expect("valid"),
-                precision: p,
-                scale: s,
-            })
+            decimal128(p, s)
         }
-    })
+    }
 }
 
 /// A `numeric` in Postgres's binary format: base-10000 digits with a weight.
@@ -450,13 +428,37 @@ fn ten_to(precision: u8) -> i256 {
     i256::from_i128(10).wrapping_pow(u32::from(precision))
 }
 
-struct NumericDecimal128 {
-    builder: Decimal128Builder,
+/// `numeric` into a decimal of fixed precision and scale, exactly or not at all.
+struct NumericDecimal<T: DecimalType> {
+    builder: PrimitiveBuilder<T>,
     precision: u8,
     scale: i8,
+    /// The mantissa in `T`'s native width; the precision check makes it fit.
+    narrow: fn(i256) -> T::Native,
 }
 
-impl Decoder for NumericDecimal128 {
+fn decimal<T: DecimalType>(
+    precision: u8,
+    scale: i8,
+    narrow: fn(i256) -> T::Native,
+) -> Result<Box<dyn Decoder>, String>
+where
+    PrimitiveBuilder<T>: Send,
+{
+    Ok(Box::new(NumericDecimal::<T> {
+        builder: PrimitiveBuilder::<T>::new()
+            .with_precision_and_scale(precision, scale)
+            .map_err(|e| e.to_string())?,
+        precision,
+        scale,
+        narrow,
+    }))
+}
+
+impl<T: DecimalType> Decoder for NumericDecimal<T>
+where
+    PrimitiveBuilder<T>: Send,
+{
     fn append(&mut self, value: Option<&[u8]>) -> Result<(), String> {
         let Some(bytes) = value else {
             self.builder.append_null();
@@ -471,37 +473,7 @@ impl Decoder for NumericDecimal128 {
                 self.precision, self.scale
             ));
         }
-        self.builder.append_value(m.as_i128());
-        Ok(())
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        Arc::new(self.builder.finish())
-    }
-}
-
-struct NumericDecimal256 {
-    builder: Decimal256Builder,
-    precision: u8,
-    scale: i8,
-}
-
-impl Decoder for NumericDecimal256 {
-    fn append(&mut self, value: Option<&[u8]>) -> Result<(), String> {
-        let Some(bytes) = value else {
-            self.builder.append_null();
-            return Ok(());
-        };
-        let n = PgNumeric::parse(bytes)?;
-        let m = n.mantissa(self.scale)?;
-        let limit = ten_to(self.precision);
-        if m >= limit || m <= limit.wrapping_neg() {
-            return Err(format!(
-                "{n} does not fit in decimal({}, {})",
-                self.precision, self.scale
-            ));
-        }
-        self.builder.append_value(m);
+        self.builder.append_value((self.narrow)(m));
         Ok(())
     }
 
