@@ -20,9 +20,97 @@ pub struct Config {
     /// The data sources; each becomes a catalog named after it.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// `[server]`: how `weft serve` listens.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[[users]]`: who may log in to `weft serve` with a password.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// `[[tokens]]`: API tokens `weft serve` accepts as Bearer tokens.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
     /// The folder relative paths are resolved against: the config file's folder.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// `[server]`: the Flight SQL server's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The address to listen on, `host:port` (default `127.0.0.1:50051`; `--listen` wins).
+    pub listen: Option<String>,
+    /// A PEM certificate (chain) to serve TLS with; needs `tls_key`. Relative to the config.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`. Relative to the config.
+    pub tls_key: Option<PathBuf>,
+    /// How long a token issued at login stays valid, in seconds (default 12 hours).
+    #[serde(default = "default_session_ttl_secs")]
+    pub session_ttl_secs: u64,
+    /// The environment variable holding the secret that signs login tokens. Servers sharing
+    /// it accept each other's tokens; without it each process makes its own at start-up.
+    pub token_secret_env: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            session_ttl_secs: default_session_ttl_secs(),
+            token_secret_env: None,
+        }
+    }
+}
+
+fn default_session_ttl_secs() -> u64 {
+    12 * 60 * 60
+}
+
+/// One `[[users]]` entry: a user who logs in with a password.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UserConfig {
+    /// The user name.
+    pub name: String,
+    /// The password's argon2 hash in PHC form (`$argon2id$...`), as `weft hash-password`
+    /// prints it. Never the password itself.
+    pub password_hash: String,
+}
+
+impl UserConfig {
+    /// A user with an argon2 password hash.
+    pub fn new(name: impl Into<String>, password_hash: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            password_hash: password_hash.into(),
+        }
+    }
+}
+
+/// One `[[tokens]]` entry: an API token for a service, accepted as a Bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenConfig {
+    /// Who the token acts as, in logs (and later for access rules).
+    pub name: String,
+    /// The token's SHA-256 as `sha256:<hex>`, as `weft hash-token` prints it. Never the
+    /// token itself.
+    pub hash: String,
+}
+
+impl TokenConfig {
+    /// A token entry with its `sha256:<hex>` hash.
+    pub fn new(name: impl Into<String>, hash: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            hash: hash.into(),
+        }
+    }
 }
 
 /// One `[[sources]]` entry, tagged by `kind`.
@@ -124,6 +212,9 @@ pub struct FlightSqlConfig {
     pub user: Option<String>,
     /// The environment variable holding the password for Basic auth.
     pub password_env: Option<String>,
+    /// The one remote catalog to expose, as `<name>.<schema>.<table>`; without it every
+    /// remote catalog is exposed, as `<name>.<catalog>_<schema>.<table>`.
+    pub catalog: Option<String>,
 }
 
 impl SourceConfig {
@@ -227,6 +318,29 @@ impl Config {
                     "two sources are named `{name}`; source names become catalog names and must be unique"
                 )));
             }
+        }
+        let mut principals = std::collections::HashSet::new();
+        for name in self
+            .users
+            .iter()
+            .map(|u| &u.name)
+            .chain(self.tokens.iter().map(|t| &t.name))
+        {
+            if name.is_empty() {
+                return Err(Error::InvalidConfig(
+                    "a `[[users]]` or `[[tokens]]` entry has an empty name".into(),
+                ));
+            }
+            if !principals.insert(name.as_str()) {
+                return Err(Error::InvalidConfig(format!(
+                    "`{name}` is named twice in `[[users]]` and `[[tokens]]`; names must be unique"
+                )));
+            }
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(Error::InvalidConfig(
+                "`[server]` needs both `tls_cert` and `tls_key` for TLS, or neither".into(),
+            ));
         }
         Ok(())
     }

@@ -2,16 +2,22 @@
 //! config file, or over the built-in demo data when no config is given.
 //!
 //! Knows the connectors (each behind its cargo feature), the planner and the command line;
-//! the Flight SQL server will live here too.
+//! the Flight SQL server is in `serve`.
 //!
 //! # Features
 //!
 //! - `sqlite` (default): the SQLite connector.
 //! - `parquet` (default): the Parquet connector.
 //! - `postgres` (default): the PostgreSQL connector.
+//! - `flightsql` (default): the Flight SQL connector (a remote Flight SQL server, another Weft
+//!   included, as a source).
+//! - `server` (default): `weft serve`, the Arrow Flight SQL server, with `weft hash-password`
+//!   and `weft hash-token` for its credentials.
 
 mod output;
 mod registry;
+#[cfg(feature = "server")]
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +62,24 @@ enum Command {
     },
     /// Lists every source, its tables and their columns.
     Sources,
+    /// Serves Arrow Flight SQL over every source until Ctrl-C or SIGTERM.
+    #[cfg(feature = "server")]
+    Serve {
+        /// The address to listen on (default: `[server] listen`, else 127.0.0.1:50051).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Reads a password on stdin and prints its argon2 hash for a `[[users]]` entry.
+    #[cfg(feature = "server")]
+    HashPassword,
+    /// Makes a new random API token and prints it with its hash for a `[[tokens]]` entry;
+    /// with `--existing`, prints the hash of an existing token read on stdin.
+    #[cfg(feature = "server")]
+    HashToken {
+        /// Hash a token read on stdin instead of making a new one.
+        #[arg(long)]
+        existing: bool,
+    },
 }
 
 /// Output formats of `weft query`.
@@ -71,11 +95,18 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "server")]
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "warn,weft_server=info",
+        _ => "warn",
+    };
+    #[cfg(not(feature = "server"))]
+    let default_filter = "warn";
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -98,7 +129,31 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let weft = open(&cli).await?;
+    #[cfg(feature = "server")]
+    match &cli.command {
+        Command::HashPassword => {
+            let password = read_stdin_line("Password: ")?;
+            if password.is_empty() {
+                anyhow::bail!("the password is empty");
+            }
+            println!("{}", serve::hash_password(&password));
+            return Ok(());
+        }
+        Command::HashToken { existing: true } => {
+            let token = read_stdin_line("Token: ")?;
+            println!("{}", serve::token_hash(&token));
+            return Ok(());
+        }
+        Command::HashToken { existing: false } => {
+            let (token, hash) = serve::new_token();
+            println!("token: {token}");
+            println!("hash:  {hash}");
+            return Ok(());
+        }
+        _ => {}
+    }
+    #[cfg_attr(not(feature = "server"), allow(unused_variables))]
+    let (weft, config, demo) = open(&cli).await?;
     match cli.command {
         Command::Query { format, sql } => {
             let started = Instant::now();
@@ -144,12 +199,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        #[cfg(feature = "server")]
+        Command::Serve { listen } => serve::serve(weft, &config, listen, demo).await?,
+        #[cfg(feature = "server")]
+        Command::HashPassword | Command::HashToken { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
 
-/// Opens every source of the config (or of the demo) into a federated session.
-async fn open(cli: &Cli) -> anyhow::Result<WeftContext> {
+/// Reads one line from stdin (prompting on stderr when it is a terminal), without its end.
+#[cfg(feature = "server")]
+fn read_stdin_line(prompt: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if std::io::stdin().is_terminal() {
+        eprint!("{prompt}");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Opens every source of the config (or of the demo) into a federated session; also returns
+/// the config and whether it is the demo's.
+async fn open(cli: &Cli) -> anyhow::Result<(WeftContext, Config, bool)> {
     let (config, demo) = match &cli.config {
         Some(path) => (Config::load(path)?, false),
         None => {
@@ -182,5 +255,5 @@ async fn open(cli: &Cli) -> anyhow::Result<WeftContext> {
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(weft)
+    Ok((weft, config, demo))
 }

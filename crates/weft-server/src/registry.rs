@@ -45,6 +45,10 @@ pub(crate) async fn open_source(
         SourceConfig::Postgres(c) => Ok(Arc::new(
             weft_postgres::PostgresSource::from_config(c, config).await?,
         )),
+        #[cfg(feature = "flightsql")]
+        SourceConfig::Flightsql(c) => Ok(Arc::new(
+            weft_flightsql::FlightSqlSource::from_config(c, config).await?,
+        )),
         SourceConfig::Sqlite(_) => Err(not_built(source, "sqlite")),
         SourceConfig::Parquet(_) => Err(not_built(source, "parquet")),
         SourceConfig::Postgres(_) => Err(not_built(source, "postgres")),

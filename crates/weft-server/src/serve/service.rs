@@ -1,0 +1,625 @@
+//! The Flight SQL service: datafusion-flight-sql-server's service for what it does well
+//! (catalogs, table types, binding parameters to prepared statements), and Weft's own code
+//! where standard clients need more: the Handshake login, GetSqlInfo and GetXdbcTypeInfo,
+//! schemas and tables of every catalog, `?` parameters, read-only checks, results sent with
+//! compact string arrays, and a log line per query.
+
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    self, ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt as _, SqlInfo,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
+};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::IpcWriteOptions;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::{SQLOptions, SessionContext, SessionState};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion_flight_sql_server::service::FlightSqlService as DataFusionFlightSqlService;
+use datafusion_flight_sql_server::session::SessionStateProvider;
+use datafusion_flight_sql_server::state::{CommandTicket, QueryHandle};
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
+use prost::bytes::Bytes;
+use prost::Message as _;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::auth::{Authenticator, Principal};
+use super::metadata::{SQL_INFO, XDBC_TYPES};
+use super::params::number_placeholders;
+use super::wire::{to_wire, wire_schema};
+
+type DoGetStream = <WeftFlightSqlService as FlightService>::DoGetStream;
+
+/// Hands datafusion-flight-sql-server the federated session for each call.
+struct WeftSessions {
+    session: SessionContext,
+}
+
+#[async_trait::async_trait]
+impl SessionStateProvider for WeftSessions {
+    async fn new_context(&self, _request: &Request<()>) -> Result<SessionState, Status> {
+        Ok(self.session.state())
+    }
+}
+
+/// What clients may run: queries only.
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Weft's Flight SQL service.
+pub(crate) struct WeftFlightSqlService {
+    inner: DataFusionFlightSqlService,
+    session: SessionContext,
+    auth: Authenticator,
+}
+
+impl WeftFlightSqlService {
+    pub(crate) fn new(session: SessionContext, auth: Authenticator) -> Self {
+        let inner = DataFusionFlightSqlService::new_with_provider(Box::new(WeftSessions {
+            session: session.clone(),
+        }))
+        .with_sql_options(read_only());
+        Self {
+            inner,
+            session,
+            auth,
+        }
+    }
+
+    /// Plans a client's statement: `?` parameters numbered, and refused unless it is a query.
+    async fn plan(&self, sql: &str) -> Result<LogicalPlan, Status> {
+        let sql = number_placeholders(sql).map_err(Status::invalid_argument)?;
+        let plan = self
+            .session
+            .state()
+            .create_logical_plan(&sql)
+            .await
+            .map_err(|e| df_status(&e))?;
+        read_only().verify_plan(&plan).map_err(|e| {
+            Status::permission_denied(format!(
+                "{}: Weft serves queries only (no DDL, DML, COPY or SET)",
+                message(&e)
+            ))
+        })?;
+        Ok(plan)
+    }
+}
+
+/// A DataFusion error as a status: the client's mistakes are INVALID_ARGUMENT.
+fn df_status(error: &DataFusionError) -> Status {
+    let text = message(error);
+    match error.find_root() {
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_) => Status::invalid_argument(text),
+        DataFusionError::ResourcesExhausted(_) => Status::resource_exhausted(text),
+        _ => Status::internal(text),
+    }
+}
+
+fn message(error: &DataFusionError) -> String {
+    error.to_string()
+}
+
+fn encode_schema(schema: &Schema) -> Result<Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: datafusion::arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+fn flight_info(
+    schema: &Schema,
+    ticket: Bytes,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket { ticket }))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+fn one_batch(schema: SchemaRef, batch: Result<RecordBatch, Status>) -> Response<DoGetStream> {
+    let batch = batch.map_err(FlightError::from);
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(futures::stream::once(async move { batch }))
+        .map_err(Status::from);
+    Response::new(Box::pin(stream))
+}
+
+fn principal<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Principal>()
+        .map_or_else(|| "?".to_string(), |p| p.name.clone())
+}
+
+/// Reads the single row of bound parameters a prepared statement handle carries.
+fn param_values(parameters: &[u8]) -> Result<ParamValues, Status> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        Status::invalid_argument(format!("the bound parameters are unreadable: {e}"))
+    };
+    let reader = StreamReader::try_new(parameters, None).map_err(|e| invalid(&e))?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(&e))?;
+    let batch =
+        datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| invalid(&e))?;
+    if batch.num_rows() != 1 {
+        return Err(Status::invalid_argument(format!(
+            "bind exactly one row of parameters (got {})",
+            batch.num_rows()
+        )));
+    }
+    let mut values = Vec::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        let value = ScalarValue::try_from_array(batch.column(i), 0).map_err(|e| invalid(&e))?;
+        let position = field.name().trim_start_matches('$').parse::<usize>().ok();
+        values.push((position, value));
+    }
+    // Columns named `$1, $2, ...` bind by their number; otherwise they bind in order.
+    if values.iter().all(|(position, _)| position.is_some()) {
+        values.sort_by_key(|(position, _)| *position);
+    }
+    Ok(ParamValues::List(
+        values.into_iter().map(|(_, v)| v.into()).collect(),
+    ))
+}
+
+/// The sources (catalogs) a plan reads from, for the log.
+fn sources_of(plan: &LogicalPlan) -> BTreeSet<String> {
+    let mut sources = BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if let Some(catalog) = scan.table_name.catalog() {
+                sources.insert(catalog.to_string());
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    sources
+}
+
+/// A result stream that counts rows and logs one line when it ends or is dropped.
+struct Logged {
+    inner: SendableRecordBatchStream,
+    schema: SchemaRef,
+    user: String,
+    sql: String,
+    sources: BTreeSet<String>,
+    started: Instant,
+    rows: u64,
+    outcome: Option<Result<(), String>>,
+}
+
+impl Stream for Logged {
+    type Item = Result<RecordBatch, FlightError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.outcome.is_some() {
+            return Poll::Ready(None);
+        }
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(batch))) => {
+                self.rows += batch.num_rows() as u64;
+                let schema = Arc::clone(&self.schema);
+                Poll::Ready(Some(
+                    to_wire(batch, &schema).map_err(|e| FlightError::ExternalError(e.into())),
+                ))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.outcome = Some(Err(e.to_string()));
+                Poll::Ready(Some(Err(FlightError::Tonic(Box::new(df_status(&e))))))
+            }
+            Poll::Ready(None) => {
+                self.outcome = Some(Ok(()));
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let sources = self.sources.iter().cloned().collect::<Vec<_>>().join(",");
+        let seconds = self.started.elapsed().as_secs_f64();
+        match &self.outcome {
+            Some(Ok(())) => tracing::info!(
+                user = %self.user, rows = self.rows, seconds, sources, sql = %self.sql,
+                "query done"
+            ),
+            Some(Err(error)) => tracing::warn!(
+                user = %self.user, rows = self.rows, seconds, sources, sql = %self.sql, error,
+                "query failed"
+            ),
+            None => tracing::info!(
+                user = %self.user, rows = self.rows, seconds, sources, sql = %self.sql,
+                "query cancelled by the client"
+            ),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for WeftFlightSqlService {
+    type FlightService = WeftFlightSqlService;
+
+    /// Basic credentials (checked by the interceptor) are answered with a login token in the
+    /// `authorization` header and in the payload.
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>>
+    {
+        let principal = request
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("log in with a user and password"))?;
+        let token = self.auth.issue_token(&principal);
+        tracing::info!(user = %principal.name, "logged in");
+        let response = HandshakeResponse {
+            protocol_version: 0,
+            payload: Bytes::from(token.clone()),
+        };
+        let mut response = Response::new(Box::pin(futures::stream::iter([Ok(response)]))
+            as Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>);
+        let header = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| Status::internal("the token is not a valid header value"))?;
+        response.metadata_mut().insert("authorization", header);
+        Ok(response)
+    }
+
+    async fn do_get_fallback(
+        &self,
+        request: Request<Ticket>,
+        _message: Any,
+    ) -> Result<Response<DoGetStream>> {
+        let user = principal(&request);
+        let ticket = CommandTicket::try_decode(request.into_inner().ticket)
+            .map_err(|e| Status::invalid_argument(format!("unreadable ticket: {e}")))?;
+        let (sql, parameters) = match ticket.command {
+            sql::Command::CommandStatementQuery(CommandStatementQuery { query, .. }) => {
+                (query, None)
+            }
+            sql::Command::CommandPreparedStatementQuery(CommandPreparedStatementQuery {
+                prepared_statement_handle,
+            }) => {
+                let handle = QueryHandle::try_decode(prepared_statement_handle)
+                    .map_err(|e| Status::invalid_argument(format!("unreadable handle: {e}")))?;
+                let parameters = handle.parameters().map(param_values).transpose()?;
+                (handle.query().to_string(), parameters)
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "this ticket cannot be read: {}",
+                    other.type_url()
+                )))
+            }
+        };
+        let mut plan = self.plan(&sql).await?;
+        let schema = wire_schema(plan.schema().as_arrow());
+        if let Some(parameters) = parameters {
+            plan = plan
+                .with_param_values(parameters)
+                .map_err(|e| df_status(&e))?;
+        }
+        let sources = sources_of(&plan);
+        let started = Instant::now();
+        let stream = self
+            .session
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| df_status(&e))?
+            .execute_stream()
+            .await
+            .map_err(|e| df_status(&e))?;
+        let logged = Logged {
+            inner: stream,
+            schema: Arc::clone(&schema),
+            user,
+            sql,
+            sources,
+            started,
+            rows: 0,
+            outcome: None,
+        };
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(logged)
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(flight)))
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>> {
+        let plan = self.plan(&query.query).await?;
+        let schema = wire_schema(plan.schema().as_arrow());
+        let ticket = CommandTicket::new(sql::Command::CommandStatementQuery(query))
+            .try_encode()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        flight_info(&schema, ticket, request.into_inner())
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>> {
+        let handle = QueryHandle::try_decode(cmd.prepared_statement_handle.clone())
+            .map_err(|e| Status::invalid_argument(format!("unreadable handle: {e}")))?;
+        let plan = self.plan(handle.query()).await?;
+        let schema = wire_schema(plan.schema().as_arrow());
+        let ticket = CommandTicket::new(sql::Command::CommandPreparedStatementQuery(cmd))
+            .try_encode()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        flight_info(&schema, ticket, request.into_inner())
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult> {
+        let sql = number_placeholders(&query.query).map_err(Status::invalid_argument)?;
+        let plan = self.plan(&sql).await?;
+        let dataset_schema = wire_schema(plan.schema().as_arrow());
+        let mut parameters = plan
+            .get_parameter_types()
+            .map_err(|e| df_status(&e))?
+            .into_iter()
+            .collect::<Vec<_>>();
+        // `$1, $2, ..., $10` in numeric order.
+        parameters.sort_by_key(|(name, _)| {
+            name.trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        let fields = parameters
+            .into_iter()
+            .map(|(name, data_type)| {
+                let data_type = data_type.unwrap_or(datafusion::arrow::datatypes::DataType::Null);
+                datafusion::arrow::datatypes::Field::new(name, data_type, true)
+            })
+            .collect::<Vec<_>>();
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: QueryHandle::new(sql, None).into(),
+            dataset_schema: encode_schema(&dataset_schema)?,
+            parameter_schema: encode_schema(&Schema::new(fields))?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult> {
+        self.inner
+            .do_put_prepared_statement_query(query, request)
+            .await
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<()> {
+        self.inner
+            .do_action_close_prepared_statement(query, request)
+            .await
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        ticket: CommandStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64> {
+        Err(refuse_update(&ticket.query))
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        handle: CommandPreparedStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64> {
+        let sql = QueryHandle::try_decode(handle.prepared_statement_handle)
+            .map(|h| h.query().to_string())
+            .unwrap_or_default();
+        Err(refuse_update(&sql))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>> {
+        self.inner.get_flight_info_catalogs(query, request).await
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>> {
+        self.inner.do_get_catalogs(query, request).await
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>> {
+        self.inner.get_flight_info_schemas(query, request).await
+    }
+
+    /// Every catalog's schemas when no catalog is given (the crate lists none then).
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>> {
+        let mut builder = query.into_builder();
+        for catalog_name in self.session.catalog_names() {
+            if let Some(catalog) = self.session.catalog(&catalog_name) {
+                for schema_name in catalog.schema_names() {
+                    builder.append(&catalog_name, schema_name);
+                }
+            }
+        }
+        let schema = builder.schema();
+        Ok(one_batch(schema, builder.build().map_err(Status::from)))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>> {
+        self.inner.get_flight_info_tables(query, request).await
+    }
+
+    /// Every catalog's tables when no catalog is given, with schemas as they are sent.
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>> {
+        let wanted = query.catalog.clone();
+        let mut builder = query.into_builder();
+        for catalog_name in self.session.catalog_names() {
+            if wanted.as_ref().is_some_and(|w| w != &catalog_name) {
+                continue;
+            }
+            let Some(catalog) = self.session.catalog(&catalog_name) else {
+                continue;
+            };
+            for schema_name in catalog.schema_names() {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                for table_name in schema.table_names() {
+                    let table = schema.table(&table_name).await.map_err(|e| df_status(&e))?;
+                    if let Some(table) = table {
+                        builder
+                            .append(
+                                &catalog_name,
+                                &schema_name,
+                                &table_name,
+                                table.table_type().to_string(),
+                                &wire_schema(&table.schema()),
+                            )
+                            .map_err(Status::from)?;
+                    }
+                }
+            }
+        }
+        let schema = builder.schema();
+        Ok(one_batch(schema, builder.build().map_err(Status::from)))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>> {
+        self.inner.get_flight_info_table_types(query, request).await
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>> {
+        self.inner.do_get_table_types(query, request).await
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>> {
+        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec().into(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>> {
+        let builder = query.into_builder(&SQL_INFO);
+        let schema = builder.schema();
+        Ok(one_batch(schema, builder.build().map_err(Status::from)))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>> {
+        let schema = query.clone().into_builder(&XDBC_TYPES).schema();
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec().into(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>> {
+        let builder = query.into_builder(&XDBC_TYPES);
+        let schema = builder.schema();
+        Ok(one_batch(schema, builder.build().map_err(Status::from)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+fn refuse_update(sql: &str) -> Status {
+    Status::permission_denied(format!(
+        "Weft serves queries only: updates (DDL, DML, COPY, SET) are refused: {sql}"
+    ))
+}
+
+type Result<T, E = Status> = std::result::Result<T, E>;
