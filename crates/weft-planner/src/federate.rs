@@ -315,6 +315,16 @@ fn reshape_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     }
     let node = node.data;
     Ok(match node {
+        // An aggregate over a projection of no columns (`count(*)` over a join) reads the
+        // projection's input: `SELECT count(1) FROM a JOIN b`, not an unaliased derived table.
+        LogicalPlan::Aggregate(aggregate) if no_columns(&aggregate.input).is_some() => {
+            let input = Arc::clone(no_columns(&aggregate.input).expect("checked above"));
+            Transformed::yes(LogicalPlan::Aggregate(Aggregate::try_new(
+                input,
+                aggregate.group_expr,
+                aggregate.aggr_expr,
+            )?))
+        }
         // `SELECT FROM t` is not SQL: select a constant instead.
         LogicalPlan::Projection(p) if p.expr.is_empty() => {
             let one = Expr::Literal(ScalarValue::Int64(Some(1)), None).alias("__weft_one");
@@ -366,6 +376,21 @@ fn reshape_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
 }
 
 /// The input of `plan` when `plan` is a non-empty projection of plain columns.
+/// The input of a projection that selects no column: nothing, or only Weft's `__weft_one`.
+fn no_columns(plan: &LogicalPlan) -> Option<&Arc<LogicalPlan>> {
+    match plan {
+        LogicalPlan::Projection(p)
+            if p.expr.iter().all(|e| {
+                matches!(e, Expr::Alias(a) if a.name == "__weft_one"
+                    && matches!(a.expr.as_ref(), Expr::Literal(..)))
+            }) =>
+        {
+            Some(&p.input)
+        }
+        _ => None,
+    }
+}
+
 fn column_only(plan: &LogicalPlan) -> Option<&Arc<LogicalPlan>> {
     match plan {
         LogicalPlan::Projection(p)

@@ -97,13 +97,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     #[cfg(feature = "server")]
     let default_filter = match cli.command {
-        Command::Serve { .. } => "warn,weft_server=info",
+        Command::Serve { .. } => "warn,weft=info",
         _ => "warn",
     };
     #[cfg(not(feature = "server"))]
     let default_filter = "warn";
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),

@@ -25,12 +25,13 @@ use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
     IpcMessage, SchemaAsIpc, Ticket,
 };
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionContext, SessionState};
 use datafusion::logical_expr::LogicalPlan;
@@ -255,15 +256,15 @@ impl Drop for Logged {
         let seconds = self.started.elapsed().as_secs_f64();
         match &self.outcome {
             Some(Ok(())) => tracing::info!(
-                user = %self.user, rows = self.rows, seconds, sources, sql = %self.sql,
+                user = %self.user, rows = self.rows, seconds, sources = %sources, sql = %self.sql,
                 "query done"
             ),
             Some(Err(error)) => tracing::warn!(
-                user = %self.user, rows = self.rows, seconds, sources, sql = %self.sql, error,
-                "query failed"
+                user = %self.user, rows = self.rows, seconds, sources = %sources, sql = %self.sql,
+                error = %error, "query failed"
             ),
             None => tracing::info!(
-                user = %self.user, rows = self.rows, seconds, sources, sql = %self.sql,
+                user = %self.user, rows = self.rows, seconds, sources = %sources, sql = %self.sql,
                 "query cancelled by the client"
             ),
         }
@@ -411,10 +412,7 @@ impl FlightSqlService for WeftFlightSqlService {
         });
         let fields = parameters
             .into_iter()
-            .map(|(name, data_type)| {
-                let data_type = data_type.unwrap_or(datafusion::arrow::datatypes::DataType::Null);
-                datafusion::arrow::datatypes::Field::new(name, data_type, true)
-            })
+            .map(|(name, data_type)| Field::new(name, data_type.unwrap_or(DataType::Null), true))
             .collect::<Vec<_>>();
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: QueryHandle::new(sql, None).into(),
@@ -539,7 +537,7 @@ impl FlightSqlService for WeftFlightSqlService {
                                 &catalog_name,
                                 &schema_name,
                                 &table_name,
-                                table.table_type().to_string(),
+                                table_type_name(table.table_type()),
                                 &wire_schema(&table.schema()),
                             )
                             .map_err(Status::from)?;
@@ -556,15 +554,24 @@ impl FlightSqlService for WeftFlightSqlService {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>> {
-        self.inner.get_flight_info_table_types(query, request).await
+        flight_info(
+            &table_types_schema(),
+            query.as_any().encode_to_vec().into(),
+            request.into_inner(),
+        )
     }
 
+    /// The JDBC names, which GetTables also uses: `TABLE` and `VIEW`.
     async fn do_get_table_types(
         &self,
-        query: CommandGetTableTypes,
-        request: Request<Ticket>,
+        _query: CommandGetTableTypes,
+        _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>> {
-        self.inner.do_get_table_types(query, request).await
+        let schema = table_types_schema();
+        let types: ArrayRef = Arc::new(StringArray::from(vec!["TABLE", "VIEW"]));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![types])
+            .map_err(|e| Status::internal(e.to_string()));
+        Ok(one_batch(schema, batch))
     }
 
     async fn get_flight_info_sql_info(
@@ -614,6 +621,22 @@ impl FlightSqlService for WeftFlightSqlService {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+fn table_types_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "table_type",
+        DataType::Utf8,
+        false,
+    )]))
+}
+
+/// A table type as JDBC and ADBC clients name it.
+fn table_type_name(table_type: TableType) -> &'static str {
+    match table_type {
+        TableType::View => "VIEW",
+        TableType::Base | TableType::Temporary => "TABLE",
+    }
 }
 
 fn refuse_update(sql: &str) -> Status {
