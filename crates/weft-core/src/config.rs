@@ -454,4 +454,59 @@ events = "events/"
         .to_string();
         assert!(err.contains("two sources are named `X`"), "{err}");
     }
+
+    #[test]
+    fn parses_server_users_and_tokens() {
+        let config = parse(
+            r#"
+[server]
+listen = "0.0.0.0:50051"
+session_ttl_secs = 60
+
+[[users]]
+name = "ana"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+
+[[tokens]]
+name = "etl"
+hash = "sha256:00"
+
+[[sources]]
+name = "b"
+kind = "flightsql"
+url = "grpc://127.0.0.1:50051"
+token_env = "B_TOKEN"
+catalog = "shop"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.as_deref(), Some("0.0.0.0:50051"));
+        assert_eq!(config.server.session_ttl_secs, 60);
+        assert_eq!(config.users[0].name, "ana");
+        assert_eq!(config.tokens[0].name, "etl");
+        let SourceConfig::Flightsql(b) = &config.sources[0] else {
+            panic!("expected flightsql")
+        };
+        assert_eq!(b.catalog.as_deref(), Some("shop"));
+        assert_eq!(parse("").unwrap().server.session_ttl_secs, 12 * 60 * 60);
+    }
+
+    #[test]
+    fn rejects_duplicate_principals_and_half_tls() {
+        let err = parse(
+            "[[users]]\nname = \"x\"\npassword_hash = \"h\"\n\n\
+             [[tokens]]\nname = \"x\"\nhash = \"sha256:00\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`x` is named twice"), "{err}");
+        let err = parse("[server]\ntls_cert = \"c.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("both `tls_cert` and `tls_key`"), "{err}");
+        let err = parse("[[users]]\nname = \"x\"\npassword = \"clear\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("password"), "{err}");
+    }
 }

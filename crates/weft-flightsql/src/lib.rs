@@ -5,7 +5,8 @@
 //! Built on `arrow-flight`'s Flight SQL client. Knows nothing of the planner, the server or
 //! other connectors.
 //!
-//! Tables are discovered with GetTables (schemas included). A remote table
+//! Tables are discovered with GetTables (schemas included; the remote's `information_schema`
+//! is left out). A remote table
 //! `<catalog>.<schema>.<table>` is registered as `<source>.<schema>.<table>` when the config
 //! names the remote `catalog`, and as `<source>.<catalog>_<schema>.<table>` otherwise.
 //!
@@ -209,6 +210,13 @@ async fn discover(
                 .cloned()
                 .ok_or_else(|| "the GetTables answer has no table schemas".to_string())?;
             for row in 0..batch.num_rows() {
+                // The remote's own metadata views: Weft has its own information_schema.
+                if schemas
+                    .value(row)
+                    .eq_ignore_ascii_case("information_schema")
+                {
+                    continue;
+                }
                 let name = names.value(row).to_string();
                 let arrow_schema = try_schema_from_ipc_buffer(table_schemas.value(row))
                     .map_err(|e| format!("the schema of table `{name}` is unreadable: {e}"))?;

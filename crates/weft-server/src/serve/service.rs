@@ -602,7 +602,7 @@ impl FlightSqlService for WeftFlightSqlService {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>> {
-        let schema = query.clone().into_builder(&XDBC_TYPES).schema();
+        let schema = query.into_builder(&XDBC_TYPES).schema();
         flight_info(
             &schema,
             query.as_any().encode_to_vec().into(),

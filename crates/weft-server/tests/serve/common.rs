@@ -36,7 +36,7 @@ pub(crate) fn hash_password(password: &str) -> String {
 /// A running `weft serve`; killed when dropped.
 pub(crate) struct Server {
     child: Child,
-    addr: String,
+    url: String,
     log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
@@ -84,19 +84,15 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("Listening on grpc://") {
-                    let addr = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    let _ = tx.send(addr);
+                if let Some(rest) = line.strip_prefix("Listening on ") {
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(url.to_string());
                 }
                 lines.lock().unwrap().push(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(addr) => addr,
+        let url = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -107,15 +103,15 @@ impl Server {
         };
         Server {
             child,
-            addr,
+            url,
             log,
             _dir: dir,
         }
     }
 
-    /// `grpc://127.0.0.1:<port>`.
+    /// `grpc://127.0.0.1:<port>` (`grpc+tls://` when serving TLS).
     pub(crate) fn url(&self) -> String {
-        format!("grpc://{}", self.addr)
+        self.url.clone()
     }
 
     /// The server's stderr so far.

@@ -2,6 +2,7 @@
 //! prepared statements, refusals.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
 use datafusion::arrow::array::{Int64Array, RecordBatch};
@@ -246,4 +247,91 @@ async fn refuses_bad_credentials_and_writes() {
     let error = query(&mut ana, sql).await.unwrap_err();
     assert!(error.to_string().contains("token expired"), "{error}");
     assert_eq!(code(&error), Some(tonic::Code::Unauthenticated));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_tls_with_the_configured_certificate() {
+    let dir = common::scratch();
+    let path = |name: &str| dir.path().join(name);
+    let (cert, key, ca) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
+    std::fs::write(path("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+    // A throwaway CA, and a certificate for `localhost` that it signs.
+    for args in [
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=weft-test-ca -keyout ca.key -out ca.pem",
+        "req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout key.pem -out leaf.csr",
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext.cnf -out cert.pem",
+    ] {
+        let status = std::process::Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl makes the test certificates (Debian: openssl)");
+        assert!(status.success(), "openssl {args}");
+    }
+    let config = common::demo_config(&format!(
+        "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n\
+         [[users]]\nname = \"ana\"\npassword_hash = \"{}\"\n",
+        cert.display(),
+        key.display(),
+        common::hash_password("pw")
+    ));
+    let server = Server::with_config(&config, &[]);
+    let url = server.url();
+    let port = url
+        .strip_prefix("grpc+tls://127.0.0.1:")
+        .expect("a TLS URL");
+
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(&ca).unwrap(),
+        ))
+        .domain_name("localhost");
+    let channel = tonic::transport::Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("a TLS connection");
+    let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+    client.handshake("ana", "pw").await.unwrap();
+    let sql = "SELECT count(*) FROM shop.main.customers";
+    assert_eq!(rows(&query(&mut client, sql).await.unwrap()), ["2000"]);
+
+    // Another Weft reaches it as a `grpc+tls` source, trusting the CA named by SSL_CERT_FILE.
+    let b = path("b.toml");
+    std::fs::write(
+        &b,
+        format!(
+            "[[sources]]\nname = \"a\"\nkind = \"flightsql\"\nurl = \"grpc+tls://localhost:{port}\"\n\
+             user = \"ana\"\npassword_env = \"WEFT_TEST_A_PASSWORD\"\ncatalog = \"shop\"\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("--config")
+        .arg(&b)
+        .args([
+            "query",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM a.main.customers",
+        ])
+        .env("WEFT_TEST_A_PASSWORD", "pw")
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        "n\n2000\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A plaintext client gets nowhere (an error, or no answer at all).
+    let mut plain = common::client(&format!("grpc://127.0.0.1:{port}")).await;
+    let attempt = tokio::time::timeout(Duration::from_secs(5), plain.handshake("ana", "pw")).await;
+    assert!(!matches!(attempt, Ok(Ok(_))), "a plaintext login succeeded");
 }
