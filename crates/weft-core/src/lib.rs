@@ -6,10 +6,12 @@
 //! datafusion-federation; it knows no concrete connector, no driver, and nothing of the
 //! planner or the server.
 
+mod batch;
 pub mod config;
 mod error;
 pub mod remote;
 mod source;
 
+pub use batch::cast_columns;
 pub use error::{Error, Result};
 pub use source::{register_source, source_catalog, Source, SourceTable};

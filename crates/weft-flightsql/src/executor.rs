@@ -10,7 +10,6 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::{FlightInfo, Ticket};
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -234,36 +233,7 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     if batch.schema().fields() == schema.fields() {
         return Ok(batch);
     }
-    if batch.num_columns() != schema.fields().len() {
-        return Err(DataFusionError::Execution(format!(
-            "the server answered with {} columns where {} were expected",
-            batch.num_columns(),
-            schema.fields().len()
-        )));
-    }
-    let options = CastOptions {
-        safe: false,
-        ..Default::default()
-    };
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                return Ok(Arc::clone(column));
-            }
-            cast_with_options(column, field.data_type(), &options).map_err(|e| {
-                DataFusionError::Execution(format!(
-                    "column `{}`: the server's {} cannot be read as {}: {e}",
-                    field.name(),
-                    column.data_type(),
-                    field.data_type()
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    weft_core::cast_columns(batch.columns().to_vec(), schema)
 }
 
 #[async_trait]

@@ -8,8 +8,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::ArrayRef;
-use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
@@ -184,24 +182,8 @@ fn decoders_for(row: &Row, schema: &SchemaRef) -> Result<Vec<Box<dyn Decoder>>> 
 }
 
 fn finish(decoders: &mut [Box<dyn Decoder>], schema: &SchemaRef) -> Result<RecordBatch> {
-    let options = CastOptions {
-        safe: false,
-        ..Default::default()
-    };
-    let columns = decoders
-        .iter_mut()
-        .zip(schema.fields())
-        .enumerate()
-        .map(|(i, (decoder, field))| {
-            let array = decoder.finish();
-            if array.data_type() == field.data_type() {
-                return Ok(array);
-            }
-            cast_with_options(&array, field.data_type(), &options)
-                .map_err(|e| column_error(schema, i, &e.to_string()))
-        })
-        .collect::<Result<Vec<ArrayRef>>>()?;
-    RecordBatch::try_new(Arc::clone(schema), columns).map_err(DataFusionError::from)
+    let columns = decoders.iter_mut().map(|d| d.finish()).collect();
+    weft_core::cast_columns(columns, schema)
 }
 
 fn column_error(schema: &SchemaRef, i: usize, message: &str) -> DataFusionError {

@@ -7,9 +7,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 
 /// The type a column of `data_type` is sent as.
 pub(crate) fn wire_type(data_type: &DataType) -> DataType {
@@ -54,26 +53,7 @@ pub(crate) fn to_wire(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBa
     if batch.schema_ref().fields() == schema.fields() {
         return Ok(batch);
     }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                cast(column, field.data_type()).map_err(|e| {
-                    DataFusionError::Execution(format!(
-                        "column `{}`: cannot send {} as {}: {e}",
-                        field.name(),
-                        column.data_type(),
-                        field.data_type()
-                    ))
-                })
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    weft_core::cast_columns(batch.columns().to_vec(), schema)
 }
 
 #[cfg(test)]
