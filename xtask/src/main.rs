@@ -33,6 +33,14 @@ enum Task {
     },
     /// Checks dependency bans, licences and sources with cargo-deny.
     Deny,
+    /// Runs sqllogictest `.test` files (SQLite's corpus) through Weft in several placements
+    /// and checks that federation never changes an answer local DataFusion gets right.
+    Corpus {
+        /// The arguments of `weft-corpus`: `[--placements local,sqlite,postgres]
+        /// [--json FILE] [--show N] PATH...`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -43,7 +51,25 @@ fn main() -> Result<()> {
         Task::Ci => ci(),
         Task::Features { powerset } => features(powerset),
         Task::Deny => deny(),
+        Task::Corpus { args } => corpus(&args),
     }
+}
+
+/// `weft-corpus` (in `integration-tests`), built in the same profile as the tests. Relative
+/// paths are relative to the workspace root.
+fn corpus(args: &[String]) -> Result<()> {
+    let mut command = Command::new(cargo_bin());
+    command.args([
+        "run",
+        "--quiet",
+        "--package",
+        "integration-tests",
+        "--bin",
+        "weft-corpus",
+        "--",
+    ]);
+    command.args(args);
+    run(&mut command)
 }
 
 fn workspace_root() -> PathBuf {
