@@ -315,6 +315,33 @@ fn reshape_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     }
     let node = node.data;
     Ok(match node {
+        // A sort over a projection that names unaliased computed columns (`ORDER BY 2` of
+        // `SELECT c, d - e`) sorts by the expressions themselves: the unparser would write
+        // the column's internal name (`ORDER BY "t1.d - t1.e"`), which no source knows.
+        LogicalPlan::Sort(sort) if sorts_by_computed_column(&sort) => {
+            let LogicalPlan::Projection(projection) = sort.input.as_ref() else {
+                unreachable!("checked by sorts_by_computed_column")
+            };
+            let exprs = sort
+                .expr
+                .iter()
+                .map(|s| {
+                    let expr = s.expr.clone().transform(|e| match &e {
+                        Expr::Column(c) => match computed_expr(projection, c) {
+                            Some(inner) => Ok(Transformed::yes(inner.clone())),
+                            None => Ok(Transformed::no(e)),
+                        },
+                        _ => Ok(Transformed::no(e)),
+                    })?;
+                    Ok(s.with_expr(expr.data))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Transformed::yes(LogicalPlan::Sort(datafusion::logical_expr::Sort {
+                expr: exprs,
+                input: Arc::clone(&sort.input),
+                fetch: sort.fetch,
+            }))
+        }
         // An aggregate over a projection of no columns (`count(*)` over a join) reads the
         // projection's input: `SELECT count(1) FROM a JOIN b`, not an unaliased derived table.
         LogicalPlan::Aggregate(aggregate) if no_columns(&aggregate.input).is_some() => {
@@ -376,6 +403,28 @@ fn reshape_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
 }
 
 /// The input of `plan` when `plan` is a non-empty projection of plain columns.
+/// The projection's expression for output column `column` when it is computed and unaliased.
+fn computed_expr<'a>(
+    projection: &'a Projection,
+    column: &datafusion::common::Column,
+) -> Option<&'a Expr> {
+    let index = projection.schema.index_of_column(column).ok()?;
+    let expr = projection.expr.get(index)?;
+    (!matches!(expr, Expr::Column(_) | Expr::Alias(_))).then_some(expr)
+}
+
+fn sorts_by_computed_column(sort: &datafusion::logical_expr::Sort) -> bool {
+    let LogicalPlan::Projection(projection) = sort.input.as_ref() else {
+        return false;
+    };
+    sort.expr.iter().any(|s| {
+        s.expr
+            .column_refs()
+            .iter()
+            .any(|c| computed_expr(projection, c).is_some())
+    })
+}
+
 /// The input of a projection that selects no column: nothing, or only Weft's `__weft_one`.
 fn no_columns(plan: &LogicalPlan) -> Option<&Arc<LogicalPlan>> {
     match plan {
