@@ -362,6 +362,17 @@ pub fn remote_table_info(
     Ok(Some((table.info.clone(), federated.federation_provider())))
 }
 
+/// For a scan of a federated SQL table: the name its source knows it by (`public.orders`
+/// where the query says `pg.public.orders`). `None` for every other table.
+pub fn remote_table_name(source: &Arc<dyn TableSource>) -> Result<Option<TableReference>> {
+    let Some(federated) = get_table_source(source)? else {
+        return Ok(None);
+    };
+    Ok((federated.as_ref() as &dyn Any)
+        .downcast_ref::<SQLTableSource>()
+        .map(|s| s.table_reference()))
+}
+
 /// Turns a connector's error into DataFusion's, naming the source.
 pub fn source_error(source: &str, kind: &str, message: impl std::fmt::Display) -> DataFusionError {
     DataFusionError::External(Box::new(crate::Error::source(

@@ -15,10 +15,13 @@ use std::sync::Arc;
 use std::ops::ControlFlow;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::Column;
 use datafusion::common::{plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
-use datafusion::logical_expr::{Aggregate, Expr, Extension, Filter, LogicalPlan, Projection};
+use datafusion::logical_expr::{
+    Aggregate, Expr, Extension, Filter, LogicalPlan, Projection, SubqueryAlias,
+};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, Query, SelectItem, SetExpr, Statement, TableFactor, Visit, Visitor,
@@ -29,6 +32,7 @@ use datafusion_federation::FederationProvider;
 use weft_core::remote::{remote_table_info, Capabilities};
 
 use crate::pushdown::{expr_pushable, limits, node_pushable};
+use crate::unparse::{cast_literals, restore_names, use_remote_names};
 
 /// A sub-plan that one source can run as a whole.
 #[derive(Clone)]
@@ -256,7 +260,9 @@ fn federate(
             Arc::new(remote_plan),
         )?));
     }
-    optimizer.optimize(prepare_for_unparse(plan)?, config, |_, _| {})
+    let original = Arc::clone(plan.schema());
+    let remote_plan = optimizer.optimize(prepare_for_unparse(plan)?, config, |_, _| {})?;
+    restore_names(remote_plan, &original)
 }
 
 /// Reshapes a sub-plan, without changing what it computes, into forms DataFusion's unparser
@@ -272,7 +278,12 @@ fn federate(
 ///   projection over a limit would be written as an unaliased derived table).
 fn prepare_for_unparse(plan: LogicalPlan) -> Result<LogicalPlan> {
     let original_schema = Arc::clone(plan.schema());
-    let mut plan = plan;
+    // A root the loop below cannot see as a parent (an aliased table) gets a projection
+    // first; the end makes sure the root is still a SELECT.
+    let mut plan = match plan {
+        LogicalPlan::SubqueryAlias(_) => project_all(plan)?,
+        other => other,
+    };
     // Each pass moves column-only projections one step up; a few passes settle any plan
     // the optimizer produces.
     for _ in 0..8 {
@@ -289,7 +300,15 @@ fn prepare_for_unparse(plan: LogicalPlan) -> Result<LogicalPlan> {
         | LogicalPlan::TableScan(_) => plan,
         other => project_all(other)?,
     };
-    if plan.schema() != &original_schema {
+    let plan = cast_literals(use_remote_names(plan)?)?;
+    let same_columns = plan.schema().fields().len() == original_schema.fields().len()
+        && plan
+            .schema()
+            .fields()
+            .iter()
+            .zip(original_schema.fields())
+            .all(|(a, b)| a.data_type() == b.data_type() && a.is_nullable() == b.is_nullable());
+    if !same_columns {
         return plan_err!(
             "weft: reshaping a remote sub-plan changed its schema from {original_schema} to {}",
             plan.schema()
@@ -314,6 +333,29 @@ fn reshape_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         return Ok(Transformed::yes(node.data.recompute_schema()?));
     }
     let node = node.data;
+    // Joins put their inputs' filters in derived tables instead (`project_filtered_scan`).
+    if matches!(
+        node,
+        LogicalPlan::Projection(_)
+            | LogicalPlan::Aggregate(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::Distinct(_)
+    ) {
+        let lifted = node.map_children(lift_filter_over_alias)?;
+        if lifted.transformed {
+            return Ok(Transformed::yes(lifted.data.recompute_schema()?));
+        }
+        return reshape_own(lifted.data);
+    }
+    reshape_own(node)
+}
+
+fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    if let Some(inlined) = inline_common_exprs(&node)? {
+        return Ok(Transformed::yes(inlined));
+    }
     Ok(match node {
         // A sort over a projection that names unaliased computed columns (`ORDER BY 2` of
         // `SELECT c, d - e`) sorts by the expressions themselves: the unparser would write
@@ -402,7 +444,186 @@ fn reshape_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     })
 }
 
-/// The input of `plan` when `plan` is a non-empty projection of plain columns.
+/// `alias -> filter -> x` becomes `filter -> alias -> x`, the predicate naming the alias:
+/// the unparser writes the former as `FROM t AS a WHERE t.c ...`, naming a table the FROM
+/// clause has renamed.
+fn lift_filter_over_alias(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::SubqueryAlias(alias) = &plan else {
+        return Ok(Transformed::no(plan));
+    };
+    let LogicalPlan::Filter(filter) = alias.input.as_ref() else {
+        return Ok(Transformed::no(plan));
+    };
+    if filter.predicate.exists(|e| {
+        Ok(matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
+        ))
+    })? {
+        return Ok(Transformed::no(plan));
+    }
+    let inner = Arc::clone(filter.input.schema());
+    let renamed = SubqueryAlias::try_new(Arc::clone(&filter.input), alias.alias.clone())?;
+    let predicate = filter
+        .predicate
+        .clone()
+        .transform(|e| match &e {
+            Expr::Column(c) => match inner.index_of_column(c) {
+                Ok(i) => {
+                    let (qualifier, field) = renamed.schema.qualified_field(i);
+                    Ok(Transformed::yes(Expr::Column(Column::new(
+                        qualifier.cloned(),
+                        field.name(),
+                    ))))
+                }
+                Err(_) => Ok(Transformed::no(e)),
+            },
+            _ => Ok(Transformed::no(e)),
+        })?
+        .data;
+    Ok(Transformed::yes(LogicalPlan::Filter(Filter::try_new(
+        predicate,
+        Arc::new(LogicalPlan::SubqueryAlias(renamed)),
+    )?)))
+}
+
+/// Folds a computing projection into its parent where the unparser would write it as a
+/// derived table whose computed columns have no names the parent could use: a projection
+/// or aggregate over any such projection (`SELECT DISTINCT a+1`), a filter or sort over
+/// one of DataFusion's common subexpression projections (`__common_expr_1`, which the
+/// outer SELECT list would read through a derived table while still naming the table's
+/// columns). The parent's expressions compute the expressions instead, under their old
+/// names, so the plan's schema stays as it was.
+fn inline_common_exprs(node: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    fn computes_common_expr(plan: &LogicalPlan) -> Option<&Projection> {
+        match plan {
+            LogicalPlan::Projection(p)
+                if p.expr.iter().any(
+                    |e| matches!(e, Expr::Alias(a) if a.name.starts_with("__common_expr")),
+                ) =>
+            {
+                Some(p)
+            }
+            _ => None,
+        }
+    }
+    /// `expr` with every column of `inner`'s output replaced by the expression computing
+    /// it, named as `expr` was.
+    fn inline(expr: &Expr, inner: &Projection) -> Result<Expr> {
+        let replaced = expr
+            .clone()
+            .transform(|e| match &e {
+                Expr::Column(c) => match inner.schema.index_of_column(c) {
+                    Ok(i) => Ok(Transformed::yes(inner.expr[i].clone().unalias())),
+                    Err(_) => Ok(Transformed::no(e)),
+                },
+                _ => Ok(Transformed::no(e)),
+            })?
+            .data;
+        let (qualifier, name) = expr.qualified_name();
+        Ok(
+            if replaced.qualified_name() == (qualifier.clone(), name.clone()) {
+                replaced
+            } else {
+                replaced.unalias().alias_qualified(qualifier, name)
+            },
+        )
+    }
+    /// A projection that computes something, which its parent can compute instead.
+    fn computes(plan: &LogicalPlan) -> Option<&Projection> {
+        match plan {
+            LogicalPlan::Projection(p)
+                if p.expr.iter().any(|e| !matches!(e, Expr::Column(_)))
+                    && p.expr.iter().all(|e| {
+                        !e.is_volatile()
+                            && !e
+                                .exists(|e| {
+                                    Ok(matches!(
+                                        e,
+                                        Expr::ScalarSubquery(_)
+                                            | Expr::InSubquery(_)
+                                            | Expr::Exists(_)
+                                    ))
+                                })
+                                .unwrap_or(true)
+                    }) =>
+            {
+                Some(p)
+            }
+            _ => None,
+        }
+    }
+    Ok(match node {
+        LogicalPlan::Projection(outer) => match computes(&outer.input) {
+            Some(inner) => {
+                let exprs = outer
+                    .expr
+                    .iter()
+                    .map(|e| inline(e, inner))
+                    .collect::<Result<Vec<_>>>()?;
+                Some(LogicalPlan::Projection(Projection::try_new(
+                    exprs,
+                    Arc::clone(&inner.input),
+                )?))
+            }
+            None => None,
+        },
+        LogicalPlan::Aggregate(aggregate) => match computes(&aggregate.input) {
+            Some(inner) => {
+                let group = aggregate
+                    .group_expr
+                    .iter()
+                    .map(|e| inline(e, inner))
+                    .collect::<Result<Vec<_>>>()?;
+                let aggr = aggregate
+                    .aggr_expr
+                    .iter()
+                    .map(|e| inline(e, inner))
+                    .collect::<Result<Vec<_>>>()?;
+                Some(LogicalPlan::Aggregate(Aggregate::try_new(
+                    Arc::clone(&inner.input),
+                    group,
+                    aggr,
+                )?))
+            }
+            None => None,
+        },
+        // The filter moves below the projection; the projection then meets its own parent.
+        LogicalPlan::Filter(filter) => match computes_common_expr(&filter.input) {
+            Some(inner) => {
+                let predicate = inline(&filter.predicate, inner)?.unalias();
+                let moved =
+                    LogicalPlan::Filter(Filter::try_new(predicate, Arc::clone(&inner.input))?);
+                Some(LogicalPlan::Projection(Projection::try_new(
+                    inner.expr.clone(),
+                    Arc::new(moved),
+                )?))
+            }
+            None => None,
+        },
+        LogicalPlan::Sort(sort) => match computes_common_expr(&sort.input) {
+            Some(inner) => {
+                let exprs = sort
+                    .expr
+                    .iter()
+                    .map(|s| Ok(s.with_expr(inline(&s.expr, inner)?.unalias())))
+                    .collect::<Result<Vec<_>>>()?;
+                let moved = LogicalPlan::Sort(datafusion::logical_expr::Sort {
+                    expr: exprs,
+                    input: Arc::clone(&inner.input),
+                    fetch: sort.fetch,
+                });
+                Some(LogicalPlan::Projection(Projection::try_new(
+                    inner.expr.clone(),
+                    Arc::new(moved),
+                )?))
+            }
+            None => None,
+        },
+        _ => None,
+    })
+}
+
 /// The projection's expression for output column `column` when it is computed and unaliased.
 fn computed_expr<'a>(
     projection: &'a Projection,
@@ -440,6 +661,7 @@ fn no_columns(plan: &LogicalPlan) -> Option<&Arc<LogicalPlan>> {
     }
 }
 
+/// The input of `plan` when `plan` is a non-empty projection of plain columns.
 fn column_only(plan: &LogicalPlan) -> Option<&Arc<LogicalPlan>> {
     match plan {
         LogicalPlan::Projection(p)
@@ -489,7 +711,7 @@ fn unparses_cleanly(plan: &LogicalPlan, dialect: &dyn Dialect) -> bool {
     };
     let mut check = Check { clean: true };
     let _ = statement.visit(&mut check);
-    if check.clean && !select_list_matches(&statement, plan) {
+    if check.clean && !select_list_matches(&statement, &prepared) {
         check.clean = false;
     }
     if !check.clean {

@@ -41,6 +41,7 @@
 
 mod federate;
 mod pushdown;
+mod unparse;
 
 use std::sync::Arc;
 
