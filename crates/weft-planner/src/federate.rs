@@ -356,6 +356,9 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     if let Some(inlined) = inline_common_exprs(&node)? {
         return Ok(Transformed::yes(inlined));
     }
+    if let Some(named) = name_derived_aggregate(&node)? {
+        return Ok(Transformed::yes(named));
+    }
     Ok(match node {
         // A sort over a projection that names unaliased computed columns (`ORDER BY 2` of
         // `SELECT c, d - e`) sorts by the expressions themselves: the unparser would write
@@ -442,6 +445,77 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         }
         other => Transformed::no(other),
     })
+}
+
+/// An aggregate over an aggregate (`SELECT DISTINCT count(*) * 2 FROM t`) reads it as a
+/// derived table; the unparser would leave that table's columns unnamed and the outer
+/// SELECT naming them by their internal names (`"count(Int64(1))"`). The inner result gets
+/// a SELECT list that names every column and a table alias, which the outer aggregate
+/// reads, under its own output names as before.
+fn name_derived_aggregate(node: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    const DERIVED: &str = "__weft_derived";
+    let LogicalPlan::Aggregate(outer) = node else {
+        return Ok(None);
+    };
+    let exprs: Vec<Expr> = match outer.input.as_ref() {
+        LogicalPlan::Aggregate(_) => outer
+            .input
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect(),
+        LogicalPlan::Projection(p) if matches!(p.input.as_ref(), LogicalPlan::Aggregate(_)) => {
+            p.expr.clone()
+        }
+        _ => return Ok(None),
+    };
+    let inner = match outer.input.as_ref() {
+        LogicalPlan::Projection(p) => Arc::clone(&p.input),
+        _ => Arc::clone(&outer.input),
+    };
+    let fields = outer.input.schema().columns();
+    let mut names = std::collections::HashSet::new();
+    if !fields.iter().all(|c| names.insert(c.name.clone())) {
+        return Ok(None);
+    }
+    let naming = exprs
+        .into_iter()
+        .zip(&fields)
+        .map(|(e, c)| e.unalias().alias(c.name.clone()))
+        .collect();
+    let derived = LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(
+        Arc::new(LogicalPlan::Projection(Projection::try_new(naming, inner)?)),
+        DERIVED,
+    )?);
+    let read = |e: &Expr| -> Result<Expr> {
+        let (qualifier, name) = e.qualified_name();
+        let rewritten = e
+            .clone()
+            .transform(|e| match &e {
+                Expr::Column(c) if fields.contains(c) => Ok(Transformed::yes(Expr::Column(
+                    Column::new(Some(DERIVED), c.name.clone()),
+                ))),
+                _ => Ok(Transformed::no(e)),
+            })?
+            .data;
+        Ok(rewritten.unalias().alias_qualified(qualifier, name))
+    };
+    let group = outer
+        .group_expr
+        .iter()
+        .map(read)
+        .collect::<Result<Vec<_>>>()?;
+    let aggr = outer
+        .aggr_expr
+        .iter()
+        .map(read)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(LogicalPlan::Aggregate(Aggregate::try_new(
+        Arc::new(derived),
+        group,
+        aggr,
+    )?)))
 }
 
 /// `alias -> filter -> x` becomes `filter -> alias -> x`, the predicate naming the alias:
