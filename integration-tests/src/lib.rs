@@ -291,6 +291,18 @@ impl Column {
     }
 }
 
+/// The error a sqllogictest database reports: Weft's or the source's message.
+#[derive(Debug)]
+pub struct DbError(pub String);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DbError {}
+
 /// Every value of the batches as text, one row a line: NULL as `NULL`, floats rounded to
 /// 10 significant digits (sums computed in another order differ in the last bits).
 pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {

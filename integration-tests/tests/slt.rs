@@ -11,24 +11,13 @@ use std::process::ExitCode;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
-use integration_tests::{federated, local, postgres_placement, rows};
+use integration_tests::{federated, local, postgres_placement, rows, DbError};
 use sqllogictest::{DBOutput, DefaultColumnType};
 use weft_planner::WeftContext;
 
 struct WeftDb {
     weft: WeftContext,
 }
-
-#[derive(Debug)]
-struct DbError(String);
-
-impl std::fmt::Display for DbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DbError {}
 
 #[async_trait]
 impl sqllogictest::AsyncDB for WeftDb {

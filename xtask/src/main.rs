@@ -96,6 +96,9 @@ fn ci() -> Result<()> {
     step("tests", || {
         cargo(&["test", "--workspace", "--all-features"])
     })?;
+    step("sqllogictest corpus", || {
+        corpus(&["integration-tests/corpus".to_string()])
+    })?;
     step("feature combinations", || features(false))?;
     step("dependencies", deny)?;
     println!("\nxtask ci: all checks passed in {}", elapsed(started));

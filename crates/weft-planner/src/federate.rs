@@ -20,7 +20,7 @@ use datafusion::common::{plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
-    Aggregate, Expr, Extension, Filter, LogicalPlan, Projection, SubqueryAlias,
+    Aggregate, Expr, Extension, Filter, JoinType, LogicalPlan, Projection, SubqueryAlias,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::sql::sqlparser::ast::{
@@ -276,6 +276,14 @@ fn federate(
 ///   to select: `SELECT FROM t` is not SQL.
 /// - The root gets an explicit SELECT list unless it is a projection, sort or limit (a
 ///   projection over a limit would be written as an unaliased derived table).
+/// - A sort by an unaliased computed column sorts by the expression (`sorts_by_computed_column`).
+/// - Projections that compute, and common subexpressions, fold into their parent
+///   (`inline_common_exprs`); an aggregate over an aggregate reads a named derived table
+///   (`name_derived_aggregate`); a filter under a table alias moves above it
+///   (`lift_filter_over_alias`); an outer join without a condition gets `ON true`.
+/// - Names become the source's and literals are cast where SQL reads them differently
+///   ([`crate::unparse`]). The result has the plan's columns, possibly under other names:
+///   `federate` restores them above the federated node.
 fn prepare_for_unparse(plan: LogicalPlan) -> Result<LogicalPlan> {
     let original_schema = Arc::clone(plan.schema());
     // A root the loop below cannot see as a parent (an aliased table) gets a projection
@@ -438,9 +446,18 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         LogicalPlan::Join(mut join) => {
             let left = project_filtered_scan(Arc::unwrap_or_clone(join.left))?;
             let right = project_filtered_scan(Arc::unwrap_or_clone(join.right))?;
-            let changed = left.transformed || right.transformed;
+            let mut changed = left.transformed || right.transformed;
             join.left = Arc::new(left.data);
             join.right = Arc::new(right.data);
+            // An outer join whose condition the optimizer reduced to nothing (`ON NOT NULL
+            // IS NOT NULL`) still needs one: `LEFT JOIN t` is not PostgreSQL.
+            if join.on.is_empty()
+                && join.filter.is_none()
+                && !matches!(join.join_type, JoinType::Inner)
+            {
+                join.filter = Some(Expr::Literal(ScalarValue::Boolean(Some(true)), None));
+                changed = true;
+            }
             Transformed::new_transformed(LogicalPlan::Join(join), changed)
         }
         other => Transformed::no(other),
@@ -809,7 +826,9 @@ fn select_list_matches(statement: &Statement, plan: &LogicalPlan) -> bool {
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
         )
     }) {
-        return true;
+        // One `*` stands for the plan's columns; `*, *` (written for a projection over a
+        // join of derived tables) repeats them.
+        return select.projection.len() == 1;
     }
     let fields = plan.schema().fields();
     if select.projection.len() != fields.len() {

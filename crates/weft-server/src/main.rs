@@ -19,6 +19,7 @@ mod registry;
 #[cfg(feature = "server")]
 mod serve;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -122,6 +123,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`weft explain ... | head`): nothing more to say.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", output::describe_error(&e));
             ExitCode::FAILURE
@@ -177,25 +180,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Explain { sql } => {
             let explanation = weft.explain(&sql).await?;
-            println!("Remote queries:");
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "Remote queries:")?;
             if explanation.remote.is_empty() {
-                println!("  (none: everything runs in DataFusion)");
+                writeln!(out, "  (none: everything runs in DataFusion)")?;
             }
             for remote in &explanation.remote {
-                println!("  {}: {}", remote.source, remote.sql);
+                writeln!(out, "  {}: {}", remote.source, remote.sql)?;
             }
-            println!("\nPlan:");
+            writeln!(out, "\nPlan:")?;
             for line in explanation.plan.lines() {
-                println!("  {line}");
+                writeln!(out, "  {line}")?;
             }
         }
         Command::Sources => {
+            let mut out = std::io::stdout().lock();
             for source in weft.sources() {
-                println!("{} ({})", source.name(), source.kind());
+                writeln!(out, "{} ({})", source.name(), source.kind())?;
                 for table in source.tables() {
-                    println!("  {}.{}.{}", source.name(), table.schema, table.name);
+                    writeln!(out, "  {}.{}.{}", source.name(), table.schema, table.name)?;
                     for field in table.provider.schema().fields() {
-                        println!("    {:<24} {}", field.name(), field.data_type());
+                        writeln!(out, "    {:<24} {}", field.name(), field.data_type())?;
                     }
                 }
             }
@@ -206,6 +211,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::HashPassword | Command::HashToken { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Reads one line from stdin (prompting on stderr when it is a terminal), without its end.

@@ -20,7 +20,7 @@ use clap::{Parser, ValueEnum};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
-use integration_tests::pg;
+use integration_tests::{pg, DbError};
 use sqllogictest::{DBOutput, DefaultColumnType, Record, Runner, TestErrorKind};
 use weft_core::Source;
 use weft_planner::{session_config, WeftContext};
@@ -88,17 +88,6 @@ struct CorpusDb {
     /// The statements the last query sent to the source, for the report.
     last_remote: Arc<std::sync::Mutex<Vec<String>>>,
 }
-
-#[derive(Debug)]
-struct DbError(String);
-
-impl std::fmt::Display for DbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DbError {}
 
 const SOURCE: &str = "corpus";
 

@@ -1,7 +1,7 @@
 //! Real `weft serve` processes on free loopback ports, and clients for them.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -249,11 +249,6 @@ pub(crate) fn demo_config(extra: &str) -> String {
 /// The folder a test may write files to, removed at the end.
 pub(crate) fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
-}
-
-#[allow(dead_code)]
-pub(crate) fn path_text(path: &Path) -> String {
-    path.display().to_string()
 }
 
 #[allow(dead_code)]
