@@ -77,6 +77,13 @@ mod tests {
         for dep in &deps["weft-planner"] {
             assert_eq!(dep, "weft-core", "weft-planner must not depend on `{dep}`");
         }
+        // The semantic layer builds on the planner and never names a connector.
+        for dep in &deps["weft-semantic"] {
+            assert!(
+                ["weft-core", "weft-planner"].contains(&dep.as_str()),
+                "weft-semantic must not depend on `{dep}`"
+            );
+        }
         assert!(
             deps["weft-core"].is_empty(),
             "weft-core depends on no Weft crate"

@@ -29,6 +29,9 @@ pub struct Config {
     /// `[[tokens]]`: API tokens `weft serve` accepts as Bearer tokens.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// `[[tenants]]`: the semantic layer's model, one catalog of model tables per tenant.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
     /// The folder relative paths are resolved against: the config file's folder.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -79,6 +82,11 @@ pub struct UserConfig {
     /// The password's argon2 hash in PHC form (`$argon2id$...`), as `weft hash-password`
     /// prints it. Never the password itself.
     pub password_hash: String,
+    /// The tenant whose model catalog the user sees (with the semantic layer).
+    pub tenant: Option<String>,
+    /// The user's roles, for column access rules.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 impl UserConfig {
@@ -87,7 +95,138 @@ impl UserConfig {
         Self {
             name: name.into(),
             password_hash: password_hash.into(),
+            tenant: None,
+            roles: Vec::new(),
         }
+    }
+
+    /// The same user, in a tenant with roles.
+    pub fn in_tenant(mut self, tenant: impl Into<String>, roles: &[&str]) -> Self {
+        self.tenant = Some(tenant.into());
+        self.roles = roles.iter().map(|r| r.to_string()).collect();
+        self
+    }
+}
+
+/// One `[[tenants]]` entry: what a tenant's users see.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TenantConfig {
+    /// The tenant's name, which is also its catalog's: `<tenant>.public.<table>`.
+    pub name: String,
+    /// `[[tenants.tables]]`: the model tables.
+    #[serde(default)]
+    pub tables: Vec<ModelTableConfig>,
+}
+
+impl TenantConfig {
+    /// A tenant with no tables yet.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            tables: Vec::new(),
+        }
+    }
+
+    /// The same tenant with one more model table.
+    pub fn with_table(mut self, table: ModelTableConfig) -> Self {
+        self.tables.push(table);
+        self
+    }
+}
+
+/// A model table: a tenant's table defined on storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ModelTableConfig {
+    /// The table's name in the tenant's catalog.
+    pub name: String,
+    /// The storage table it reads, `<source>.<schema>.<table>`; or use `sql`.
+    pub from: Option<String>,
+    /// A query over storage tables it reads instead of `from`.
+    pub sql: Option<String>,
+    /// A SQL condition over the storage columns that every read applies (`org_id = 42`).
+    pub filter: Option<String>,
+    /// `[[tenants.tables.columns]]`: the model's columns, in order.
+    #[serde(default)]
+    pub columns: Vec<ModelColumnConfig>,
+}
+
+impl ModelTableConfig {
+    /// A model table over a storage table, with no columns yet.
+    pub fn from_table(name: impl Into<String>, from: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            from: Some(from.into()),
+            sql: None,
+            filter: None,
+            columns: Vec::new(),
+        }
+    }
+
+    /// A model table over a query on storage tables.
+    pub fn from_sql(name: impl Into<String>, sql: impl Into<String>) -> Self {
+        Self {
+            sql: Some(sql.into()),
+            from: None,
+            ..Self::from_table(name, "")
+        }
+    }
+
+    /// The same table with a row filter.
+    pub fn with_filter(mut self, filter: impl Into<String>) -> Self {
+        self.filter = Some(filter.into());
+        self
+    }
+
+    /// The same table with one more column.
+    pub fn with_column(mut self, column: ModelColumnConfig) -> Self {
+        self.columns.push(column);
+        self
+    }
+}
+
+/// A model column: a storage column or a SQL expression over the storage columns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ModelColumnConfig {
+    /// The column's name in the model.
+    pub name: String,
+    /// A SQL expression over the storage table's columns; the storage column of the same
+    /// name when absent.
+    pub expr: Option<String>,
+    /// Roles that may read the column; everyone when absent.
+    pub roles: Option<Vec<String>>,
+    /// What other roles see instead (a SQL expression, e.g. `'***'`); without it the column
+    /// is hidden from them.
+    pub mask: Option<String>,
+}
+
+impl ModelColumnConfig {
+    /// A column that is the storage column of the same name.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            expr: None,
+            roles: None,
+            mask: None,
+        }
+    }
+
+    /// The same column computed by an expression over the storage columns.
+    pub fn with_expr(mut self, expr: impl Into<String>) -> Self {
+        self.expr = Some(expr.into());
+        self
+    }
+
+    /// The same column, readable only by these roles (others get the mask, or nothing).
+    pub fn for_roles(mut self, roles: &[&str], mask: Option<&str>) -> Self {
+        self.roles = Some(roles.iter().map(|r| r.to_string()).collect());
+        self.mask = mask.map(str::to_string);
+        self
     }
 }
 
@@ -101,6 +240,11 @@ pub struct TokenConfig {
     /// The token's SHA-256 as `sha256:<hex>`, as `weft hash-token` prints it. Never the
     /// token itself.
     pub hash: String,
+    /// The tenant whose model catalog the token sees (with the semantic layer).
+    pub tenant: Option<String>,
+    /// The token's roles, for column access rules.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 impl TokenConfig {
@@ -109,6 +253,8 @@ impl TokenConfig {
         Self {
             name: name.into(),
             hash: hash.into(),
+            tenant: None,
+            roles: Vec::new(),
         }
     }
 }
@@ -303,7 +449,71 @@ impl Config {
         }
     }
 
+    fn validate_tenants(&self) -> Result<()> {
+        let mut tenants = std::collections::HashSet::new();
+        for tenant in &self.tenants {
+            if tenant.name.is_empty() {
+                return Err(Error::InvalidConfig("a tenant has an empty name".into()));
+            }
+            if !tenants.insert(tenant.name.to_ascii_lowercase()) {
+                return Err(Error::InvalidConfig(format!(
+                    "two tenants are named `{}`; tenant names become catalog names and must be unique",
+                    tenant.name
+                )));
+            }
+            let mut tables = std::collections::HashSet::new();
+            for table in &tenant.tables {
+                let at = format!("tenant `{}`, model table `{}`", tenant.name, table.name);
+                if !tables.insert(table.name.to_ascii_lowercase()) {
+                    return Err(Error::InvalidConfig(format!("{at}: defined twice")));
+                }
+                match (&table.from, &table.sql) {
+                    (Some(_), None) | (None, Some(_)) => {}
+                    _ => {
+                        return Err(Error::InvalidConfig(format!(
+                            "{at}: give exactly one of `from` (a storage table) and `sql` (a query)"
+                        )))
+                    }
+                }
+                if table.columns.is_empty() {
+                    return Err(Error::InvalidConfig(format!("{at}: no columns")));
+                }
+                let mut columns = std::collections::HashSet::new();
+                for column in &table.columns {
+                    if !columns.insert(column.name.to_ascii_lowercase()) {
+                        return Err(Error::InvalidConfig(format!(
+                            "{at}: column `{}` is defined twice",
+                            column.name
+                        )));
+                    }
+                    if column.mask.is_some() && column.roles.is_none() {
+                        return Err(Error::InvalidConfig(format!(
+                            "{at}, column `{}`: a `mask` needs `roles` (who sees the column unmasked)",
+                            column.name
+                        )));
+                    }
+                }
+            }
+        }
+        let principals = self
+            .users
+            .iter()
+            .map(|u| (&u.name, &u.tenant))
+            .chain(self.tokens.iter().map(|t| (&t.name, &t.tenant)));
+        for (name, tenant) in principals {
+            if let Some(tenant) = tenant {
+                if !self.tenants.iter().any(|t| &t.name == tenant) {
+                    return Err(Error::InvalidConfig(format!(
+                        "`{name}` belongs to tenant `{tenant}`, which no [[tenants]] entry defines"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<()> {
+        self.validate_tenants()?;
         let mut seen = std::collections::HashSet::new();
         for source in &self.sources {
             let name = source.name();
@@ -508,5 +718,65 @@ catalog = "shop"
             .unwrap_err()
             .to_string();
         assert!(err.contains("password"), "{err}");
+    }
+
+    #[test]
+    fn parses_tenants_with_model_tables_and_users_in_them() {
+        let config = parse(
+            r#"
+[[users]]
+name = "ann"
+password_hash = "$argon2id$x"
+tenant = "acme"
+roles = ["support"]
+
+[[tenants]]
+name = "acme"
+
+[[tenants.tables]]
+name = "customers"
+from = "crm.public.accounts"
+filter = "org_id = 42"
+
+[[tenants.tables.columns]]
+name = "customer_id"
+expr = "id"
+
+[[tenants.tables.columns]]
+name = "email"
+roles = ["support"]
+mask = "'***'"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.users[0].tenant.as_deref(), Some("acme"));
+        assert_eq!(config.users[0].roles, ["support"]);
+        let table = &config.tenants[0].tables[0];
+        assert_eq!(table.from.as_deref(), Some("crm.public.accounts"));
+        assert_eq!(table.filter.as_deref(), Some("org_id = 42"));
+        assert_eq!(table.columns[0].expr.as_deref(), Some("id"));
+        assert_eq!(table.columns[1].mask.as_deref(), Some("'***'"));
+    }
+
+    #[test]
+    fn model_mistakes_are_refused_with_their_tenant_and_table() {
+        let base = "[[tenants]]\nname = \"acme\"\n[[tenants.tables]]\nname = \"t\"\n";
+        let both = format!("{base}from = \"a.b.c\"\nsql = \"SELECT 1\"\n[[tenants.tables.columns]]\nname = \"x\"\n");
+        let err = parse(&both).unwrap_err().to_string();
+        assert!(
+            err.contains("tenant `acme`, model table `t`") && err.contains("exactly one"),
+            "{err}"
+        );
+        let no_columns = format!("{base}from = \"a.b.c\"\n");
+        let err = parse(&no_columns).unwrap_err().to_string();
+        assert!(err.contains("no columns"), "{err}");
+        let mask_without_roles = format!(
+            "{base}from = \"a.b.c\"\n[[tenants.tables.columns]]\nname = \"x\"\nmask = \"'*'\"\n"
+        );
+        let err = parse(&mask_without_roles).unwrap_err().to_string();
+        assert!(err.contains("needs `roles`"), "{err}");
+        let unknown = "[[users]]\nname = \"ann\"\npassword_hash = \"h\"\ntenant = \"nope\"\n";
+        let err = parse(unknown).unwrap_err().to_string();
+        assert!(err.contains("tenant `nope`"), "{err}");
     }
 }

@@ -137,6 +137,15 @@ impl WeftContext {
         }
     }
 
+    /// A session that knows `sources` (for `explain` and the query logs) without showing
+    /// their catalogs: the semantic layer's tenant sessions, which see only their model
+    /// tables, whose plans already read the sources' tables.
+    pub fn without_catalogs(config: SessionConfig, sources: Vec<Arc<dyn Source>>) -> Self {
+        let mut weft = Self::with_config(config);
+        weft.sources = sources;
+        weft
+    }
+
     /// Adds a source: its tables become `<source>.<schema>.<table>`.
     pub fn register(&mut self, source: Arc<dyn Source>) -> weft_core::Result<()> {
         if self

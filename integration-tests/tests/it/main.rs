@@ -5,3 +5,4 @@ mod errors;
 mod pg_types;
 mod postgres;
 mod pushdown;
+mod semantic;

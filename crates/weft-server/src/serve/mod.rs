@@ -8,6 +8,7 @@ mod auth;
 mod metadata;
 mod params;
 mod service;
+mod sessions;
 mod wire;
 
 use std::net::SocketAddr;
@@ -93,7 +94,8 @@ pub(crate) async fn serve(
         _ => "grpc",
     };
 
-    let service = service::WeftFlightSqlService::new(weft.session().clone(), auth.clone());
+    let sessions = build_sessions(&weft, config).await?;
+    let service = service::WeftFlightSqlService::new(sessions, auth.clone());
     let service = FlightServiceServer::new(service)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
@@ -125,6 +127,31 @@ pub(crate) async fn serve(
     drop(stop_rx);
     eprintln!("Stopped.");
     Ok(())
+}
+
+/// The storage session, and with `[[tenants]]` the semantic layer over it, checked now: a
+/// model that does not fit the storage stops start-up, naming tenant, table and column.
+async fn build_sessions(weft: &WeftContext, config: &Config) -> anyhow::Result<sessions::Sessions> {
+    if config.tenants.is_empty() {
+        return Ok(sessions::Sessions::storage(weft.session().clone()));
+    }
+    #[cfg(feature = "semantic")]
+    {
+        let layer = weft_semantic::SemanticLayer::new(weft.clone(), &config.tenants)
+            .await
+            .context("the semantic model does not fit the sources")?;
+        let tenants = layer.tenants().count();
+        tracing::info!(tenants, "semantic layer loaded");
+        Ok(sessions::Sessions::semantic(
+            weft.session().clone(),
+            layer,
+            config,
+        ))
+    }
+    #[cfg(not(feature = "semantic"))]
+    anyhow::bail!(
+        "the config has [[tenants]], but this `weft` was built without the `semantic` feature"
+    )
 }
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix.

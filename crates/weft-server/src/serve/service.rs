@@ -47,19 +47,20 @@ use tonic::{Request, Response, Status, Streaming};
 use super::auth::{Authenticator, Principal};
 use super::metadata::{SQL_INFO, XDBC_TYPES};
 use super::params::number_placeholders;
+use super::sessions::Sessions;
 use super::wire::{to_wire, wire_schema};
 
 type DoGetStream = <WeftFlightSqlService as FlightService>::DoGetStream;
 
-/// Hands datafusion-flight-sql-server the federated session for each call.
+/// Hands datafusion-flight-sql-server the caller's federated session for each call.
 struct WeftSessions {
-    session: SessionContext,
+    sessions: Arc<Sessions>,
 }
 
 #[async_trait::async_trait]
 impl SessionStateProvider for WeftSessions {
-    async fn new_context(&self, _request: &Request<()>) -> Result<SessionState, Status> {
-        Ok(self.session.state())
+    async fn new_context(&self, request: &Request<()>) -> Result<SessionState, Status> {
+        Ok(self.sessions.for_request(request).await?.state())
     }
 }
 
@@ -74,28 +75,29 @@ fn read_only() -> SQLOptions {
 /// Weft's Flight SQL service.
 pub(crate) struct WeftFlightSqlService {
     inner: DataFusionFlightSqlService,
-    session: SessionContext,
+    sessions: Arc<Sessions>,
     auth: Authenticator,
 }
 
 impl WeftFlightSqlService {
-    pub(crate) fn new(session: SessionContext, auth: Authenticator) -> Self {
+    pub(crate) fn new(sessions: Sessions, auth: Authenticator) -> Self {
+        let sessions = Arc::new(sessions);
         let inner = DataFusionFlightSqlService::new_with_provider(Box::new(WeftSessions {
-            session: session.clone(),
+            sessions: Arc::clone(&sessions),
         }))
         .with_sql_options(read_only());
         Self {
             inner,
-            session,
+            sessions,
             auth,
         }
     }
 
-    /// Plans a client's statement: `?` parameters numbered, and refused unless it is a query.
-    async fn plan(&self, sql: &str) -> Result<LogicalPlan, Status> {
+    /// Plans a client's statement in its session: `?` parameters numbered, and refused
+    /// unless it is a query.
+    async fn plan(&self, session: &SessionContext, sql: &str) -> Result<LogicalPlan, Status> {
         let sql = number_placeholders(sql).map_err(Status::invalid_argument)?;
-        let plan = self
-            .session
+        let plan = session
             .state()
             .create_logical_plan(&sql)
             .await
@@ -308,6 +310,7 @@ impl FlightSqlService for WeftFlightSqlService {
         _message: Any,
     ) -> Result<Response<DoGetStream>> {
         let user = principal(&request);
+        let session = self.sessions.for_request(&request).await?;
         let ticket = CommandTicket::try_decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("unreadable ticket: {e}")))?;
         let (sql, parameters) = match ticket.command {
@@ -329,7 +332,7 @@ impl FlightSqlService for WeftFlightSqlService {
                 )))
             }
         };
-        let mut plan = self.plan(&sql).await?;
+        let mut plan = self.plan(&session, &sql).await?;
         let schema = wire_schema(plan.schema().as_arrow());
         if let Some(parameters) = parameters {
             plan = plan
@@ -338,8 +341,7 @@ impl FlightSqlService for WeftFlightSqlService {
         }
         let sources = sources_of(&plan);
         let started = Instant::now();
-        let stream = self
-            .session
+        let stream = session
             .execute_logical_plan(plan)
             .await
             .map_err(|e| df_status(&e))?
@@ -368,7 +370,8 @@ impl FlightSqlService for WeftFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>> {
-        let plan = self.plan(&query.query).await?;
+        let session = self.sessions.for_request(&request).await?;
+        let plan = self.plan(&session, &query.query).await?;
         let schema = wire_schema(plan.schema().as_arrow());
         let ticket = CommandTicket::new(sql::Command::CommandStatementQuery(query))
             .try_encode()
@@ -383,7 +386,8 @@ impl FlightSqlService for WeftFlightSqlService {
     ) -> Result<Response<FlightInfo>> {
         let handle = QueryHandle::try_decode(cmd.prepared_statement_handle.clone())
             .map_err(|e| Status::invalid_argument(format!("unreadable handle: {e}")))?;
-        let plan = self.plan(handle.query()).await?;
+        let session = self.sessions.for_request(&request).await?;
+        let plan = self.plan(&session, handle.query()).await?;
         let schema = wire_schema(plan.schema().as_arrow());
         let ticket = CommandTicket::new(sql::Command::CommandPreparedStatementQuery(cmd))
             .try_encode()
@@ -394,10 +398,11 @@ impl FlightSqlService for WeftFlightSqlService {
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult> {
+        let session = self.sessions.for_request(&request).await?;
         let sql = number_placeholders(&query.query).map_err(Status::invalid_argument)?;
-        let plan = self.plan(&sql).await?;
+        let plan = self.plan(&session, &sql).await?;
         let dataset_schema = wire_schema(plan.schema().as_arrow());
         let mut parameters = plan
             .get_parameter_types()
@@ -488,11 +493,12 @@ impl FlightSqlService for WeftFlightSqlService {
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>> {
+        let session = self.sessions.for_request(&request).await?;
         let mut builder = query.into_builder();
-        for catalog_name in self.session.catalog_names() {
-            if let Some(catalog) = self.session.catalog(&catalog_name) {
+        for catalog_name in session.catalog_names() {
+            if let Some(catalog) = session.catalog(&catalog_name) {
                 for schema_name in catalog.schema_names() {
                     builder.append(&catalog_name, schema_name);
                 }
@@ -514,15 +520,16 @@ impl FlightSqlService for WeftFlightSqlService {
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>> {
+        let session = self.sessions.for_request(&request).await?;
         let wanted = query.catalog.clone();
         let mut builder = query.into_builder();
-        for catalog_name in self.session.catalog_names() {
+        for catalog_name in session.catalog_names() {
             if wanted.as_ref().is_some_and(|w| w != &catalog_name) {
                 continue;
             }
-            let Some(catalog) = self.session.catalog(&catalog_name) else {
+            let Some(catalog) = session.catalog(&catalog_name) else {
                 continue;
             };
             for schema_name in catalog.schema_names() {

@@ -8,4 +8,6 @@ mod common;
 #[cfg(feature = "flightsql")]
 mod federation;
 mod flight_client;
+#[cfg(feature = "semantic")]
+mod tenants;
 mod wire;
