@@ -30,11 +30,26 @@ pub struct Config {
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
     /// `[[tenants]]`: the semantic layer's model, one catalog of model tables per tenant.
+    /// With `model`, the tenants of that file follow these.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    /// A file holding more `[[tenants]]` (the model), so it can be managed apart from this
+    /// file. Relative to the config.
+    pub model: Option<PathBuf>,
     /// The folder relative paths are resolved against: the config file's folder.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file the config was loaded from, if any.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+/// A model file: `[[tenants]]` only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFile {
+    #[serde(default)]
+    tenants: Vec<TenantConfig>,
 }
 
 /// `[server]`: the Flight SQL server's settings.
@@ -425,7 +440,30 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        Self::parse(&text, path, base_dir)
+        let mut config = Self::parse(&text, path, base_dir)?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The files the model is read from: the model file, if any, and the config file.
+    pub fn model_files(&self) -> Vec<PathBuf> {
+        let model = self.model.as_deref().map(|m| self.resolve(m));
+        model.into_iter().chain(self.path.clone()).collect()
+    }
+
+    /// Reads the model again from the files it came from, checked as at load (the users and
+    /// tokens must still find their tenants). A config given as text keeps its model.
+    pub fn reload_model(&self) -> Result<Vec<TenantConfig>> {
+        let fresh = match &self.path {
+            Some(path) => Self::load(path)?,
+            None => return Ok(self.tenants.clone()),
+        };
+        let config = Config {
+            tenants: fresh.tenants,
+            ..self.clone()
+        };
+        config.validate_tenants()?;
+        Ok(config.tenants)
     }
 
     /// Parses a config from text; `origin` names it in errors, `base_dir` anchors relative
@@ -436,6 +474,18 @@ impl Config {
             message: describe_toml_error(text, &e),
         })?;
         config.base_dir = base_dir;
+        if let Some(model) = &config.model {
+            let path = config.resolve(model);
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadConfig {
+                path: path.clone(),
+                source,
+            })?;
+            let file: ModelFile = toml::from_str(&text).map_err(|e| Error::ParseConfig {
+                path: path.clone(),
+                message: describe_toml_error(&text, &e),
+            })?;
+            config.tenants.extend(file.tenants);
+        }
         config.validate()?;
         Ok(config)
     }

@@ -23,6 +23,24 @@ use weft_planner::{session_config, WeftContext};
 /// The schema of a tenant's catalog that holds its model tables (and the session's default).
 pub const MODEL_SCHEMA: &str = "public";
 
+/// Marks a tenant's session (a [`SessionConfig`](datafusion::prelude::SessionConfig)
+/// extension): whose it is and with which roles. Servers use it to refuse what only operators
+/// may see, such as `EXPLAIN`, whose plan shows the storage tables under the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantScope {
+    /// The tenant.
+    pub tenant: String,
+    /// The roles the session was built for.
+    pub roles: Vec<String>,
+}
+
+impl TenantScope {
+    /// The tenant scope of a session, if it is a tenant's.
+    pub fn of(state: &datafusion::execution::SessionState) -> Option<Arc<TenantScope>> {
+        state.config().get_extension::<TenantScope>()
+    }
+}
+
 /// A model that does not fit the storage, named down to the column.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -91,7 +109,13 @@ impl SemanticLayer {
             .tenants
             .get(tenant)
             .ok_or_else(|| Error::UnknownTenant(tenant.to_string()))?;
-        let session_config = session_config().with_default_catalog_and_schema(tenant, MODEL_SCHEMA);
+        let scope = TenantScope {
+            tenant: tenant.to_string(),
+            roles: roles.to_vec(),
+        };
+        let session_config = session_config()
+            .with_default_catalog_and_schema(tenant, MODEL_SCHEMA)
+            .with_extension(Arc::new(scope));
         let weft = WeftContext::without_catalogs(session_config, self.storage.sources().to_vec());
         let schema = weft
             .session()
@@ -99,8 +123,10 @@ impl SemanticLayer {
             .and_then(|c| c.schema(MODEL_SCHEMA))
             .expect("the session creates its default catalog and schema");
         for table in &config.tables {
-            let (plan, definition) = self.view_plan(tenant, table, roles).await?;
-            let view = ViewTable::new(plan, Some(definition));
+            let plan = self.view_plan(tenant, table, roles).await?;
+            // No definition: it would show the storage tables and the row filter in
+            // `information_schema.views` and `SHOW CREATE TABLE`.
+            let view = ViewTable::new(plan, None);
             schema
                 .register_table(table.name.clone(), Arc::new(view))
                 .map_err(|e| model_error(tenant, table, None, e))?;
@@ -139,13 +165,13 @@ impl SemanticLayer {
         Ok(())
     }
 
-    /// The model table as the roles see it, and its SQL over the storage tables.
+    /// The model table as the roles see it: a plan over the storage tables.
     async fn view_plan(
         &self,
         tenant: &str,
         table: &ModelTableConfig,
         roles: &[String],
-    ) -> Result<(LogicalPlan, String)> {
+    ) -> Result<LogicalPlan> {
         let select: Vec<String> = table
             .columns
             .iter()
@@ -174,11 +200,9 @@ impl SemanticLayer {
         if let Some(filter) = &table.filter {
             sql.push_str(&format!(" WHERE ({filter})"));
         }
-        let plan = self
-            .plan(&sql)
+        self.plan(&sql)
             .await
-            .map_err(|e| model_error(tenant, table, None, e))?;
-        Ok((plan, sql))
+            .map_err(|e| model_error(tenant, table, None, e))
     }
 
     async fn plan(&self, sql: &str) -> datafusion::error::Result<LogicalPlan> {

@@ -12,6 +12,7 @@ mod sessions;
 mod wire;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -94,7 +95,15 @@ pub(crate) async fn serve(
         _ => "grpc",
     };
 
-    let sessions = build_sessions(&weft, config).await?;
+    let sessions = Arc::new(build_sessions(&weft, config).await?);
+    #[cfg(feature = "semantic")]
+    if sessions.has_model() {
+        tokio::spawn(watch_model(
+            Arc::clone(&sessions),
+            weft.clone(),
+            config.clone(),
+        ));
+    }
     let service = service::WeftFlightSqlService::new(sessions, auth.clone());
     let service = FlightServiceServer::new(service)
         .max_decoding_message_size(64 * 1024 * 1024)
@@ -129,10 +138,11 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// The storage session, and with `[[tenants]]` the semantic layer over it, checked now: a
-/// model that does not fit the storage stops start-up, naming tenant, table and column.
+/// The storage session, and with a model (`[[tenants]]` or a `model` file) the semantic
+/// layer over it, checked now: a model that does not fit the storage stops start-up, naming
+/// tenant, table and column.
 async fn build_sessions(weft: &WeftContext, config: &Config) -> anyhow::Result<sessions::Sessions> {
-    if config.tenants.is_empty() {
+    if config.tenants.is_empty() && config.model.is_none() {
         return Ok(sessions::Sessions::storage(weft.session().clone()));
     }
     #[cfg(feature = "semantic")]
@@ -150,8 +160,78 @@ async fn build_sessions(weft: &WeftContext, config: &Config) -> anyhow::Result<s
     }
     #[cfg(not(feature = "semantic"))]
     anyhow::bail!(
-        "the config has [[tenants]], but this `weft` was built without the `semantic` feature"
+        "the config has a model ([[tenants]] or `model`), but this `weft` was built without \
+         the `semantic` feature"
     )
+}
+
+/// How often the model's files are checked for changes.
+#[cfg(feature = "semantic")]
+const MODEL_POLL: Duration = Duration::from_secs(1);
+
+/// Reloads the model on SIGHUP and whenever one of its files changes. A model that does not
+/// load or does not fit the sources is reported and the previous one stays; a good one serves
+/// the sessions opened from then on (connections and queries in flight are not touched).
+#[cfg(feature = "semantic")]
+async fn watch_model(sessions: Arc<sessions::Sessions>, weft: WeftContext, config: Config) {
+    let files = config.model_files();
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut seen = stamps(&files);
+    loop {
+        let hangup = async {
+            #[cfg(unix)]
+            if let Some(hangup) = hangup.as_mut() {
+                hangup.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await
+        };
+        let reason = tokio::select! {
+            () = hangup => "SIGHUP",
+            () = tokio::time::sleep(MODEL_POLL) => {
+                if stamps(&files) == seen {
+                    continue;
+                }
+                "a model file changed"
+            }
+        };
+        seen = stamps(&files);
+        let started = std::time::Instant::now();
+        let loaded = match config.reload_model() {
+            Ok(tenants) => weft_semantic::SemanticLayer::new(weft.clone(), &tenants)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match loaded {
+            Ok(layer) => {
+                let tenants = layer.tenants().count();
+                sessions.swap_model(layer);
+                eprintln!(
+                    "Model reloaded ({reason}): {tenants} tenants, checked in {:.0?}",
+                    started.elapsed()
+                );
+                tracing::info!(tenants, reason, "model reloaded");
+            }
+            Err(e) => {
+                eprintln!("Model not reloaded ({reason}); the previous model stays: {e:#}");
+                tracing::error!(reason, error = %format!("{e:#}"), "model reload failed");
+            }
+        }
+    }
+}
+
+/// When and how big each file was last written, to notice changes.
+#[cfg(feature = "semantic")]
+fn stamps(files: &[std::path::PathBuf]) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    files
+        .iter()
+        .map(|f| {
+            let meta = std::fs::metadata(f).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        })
+        .collect()
 }
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix.

@@ -80,8 +80,7 @@ pub(crate) struct WeftFlightSqlService {
 }
 
 impl WeftFlightSqlService {
-    pub(crate) fn new(sessions: Sessions, auth: Authenticator) -> Self {
-        let sessions = Arc::new(sessions);
+    pub(crate) fn new(sessions: Arc<Sessions>, auth: Authenticator) -> Self {
         let inner = DataFusionFlightSqlService::new_with_provider(Box::new(WeftSessions {
             sessions: Arc::clone(&sessions),
         }))
@@ -108,6 +107,14 @@ impl WeftFlightSqlService {
                 message(&e)
             ))
         })?;
+        #[cfg(feature = "semantic")]
+        if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_))
+            && weft_semantic::TenantScope::of(&session.state()).is_some()
+        {
+            return Err(Status::permission_denied(
+                "EXPLAIN is for operators: its plan shows the storage tables under the model",
+            ));
+        }
         Ok(plan)
     }
 }

@@ -3,11 +3,12 @@
 //!
 //! Users and tokens without a `tenant` see the storage catalogs (operators); those with one
 //! see only their tenant's model tables. Tenant sessions are built on first use and shared by
-//! every caller with the same tenant and roles.
+//! every caller with the same tenant and roles, until a reload swaps the model: sessions
+//! already handed out (queries in flight) keep the model they started with.
 
 use std::collections::HashMap;
 #[cfg(feature = "semantic")]
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use datafusion::execution::context::SessionContext;
 use tonic::{Request, Status};
@@ -23,15 +24,20 @@ struct Member {
     roles: Vec<String>,
 }
 
+/// One version of the model, with the tenant sessions built from it.
+#[cfg(feature = "semantic")]
+struct Model {
+    layer: weft_semantic::SemanticLayer,
+    sessions: tokio::sync::Mutex<HashMap<(String, Vec<String>), SessionContext>>,
+}
+
 /// The sessions of a server.
 pub(crate) struct Sessions {
     storage: SessionContext,
-    #[cfg(feature = "semantic")]
-    semantic: Option<Arc<weft_semantic::SemanticLayer>>,
     /// Principals that belong to a tenant, by name.
     members: HashMap<String, Member>,
     #[cfg(feature = "semantic")]
-    tenant_sessions: tokio::sync::Mutex<HashMap<(String, Vec<String>), SessionContext>>,
+    model: RwLock<Option<Arc<Model>>>,
 }
 
 impl Sessions {
@@ -39,11 +45,9 @@ impl Sessions {
     pub(crate) fn storage(storage: SessionContext) -> Self {
         Self {
             storage,
-            #[cfg(feature = "semantic")]
-            semantic: None,
             members: HashMap::new(),
             #[cfg(feature = "semantic")]
-            tenant_sessions: tokio::sync::Mutex::default(),
+            model: RwLock::new(None),
         }
     }
 
@@ -54,11 +58,31 @@ impl Sessions {
         layer: weft_semantic::SemanticLayer,
         config: &Config,
     ) -> Self {
-        Self {
-            semantic: Some(Arc::new(layer)),
+        let sessions = Self {
             members: members(config),
             ..Self::storage(storage)
-        }
+        };
+        sessions.swap_model(layer);
+        sessions
+    }
+
+    /// Whether callers in tenants are served a model (which can then be reloaded).
+    #[cfg(feature = "semantic")]
+    pub(crate) fn has_model(&self) -> bool {
+        self.model
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Serves `layer` to sessions opened from now on.
+    #[cfg(feature = "semantic")]
+    pub(crate) fn swap_model(&self, layer: weft_semantic::SemanticLayer) {
+        let model = Arc::new(Model {
+            layer,
+            sessions: tokio::sync::Mutex::default(),
+        });
+        *self.model.write().unwrap_or_else(|e| e.into_inner()) = Some(model);
     }
 
     /// The session for the caller of `request`.
@@ -77,7 +101,8 @@ impl Sessions {
 
     #[cfg(feature = "semantic")]
     async fn tenant_session(&self, member: &Member) -> Result<SessionContext, Status> {
-        let Some(layer) = &self.semantic else {
+        let model = self.model.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(model) = model else {
             return Err(Status::permission_denied(
                 "this server has no semantic layer for tenants",
             ));
@@ -86,14 +111,21 @@ impl Sessions {
         roles.sort();
         roles.dedup();
         let key = (member.tenant.clone(), roles);
-        let mut sessions = self.tenant_sessions.lock().await;
+        let mut sessions = model.sessions.lock().await;
         if let Some(session) = sessions.get(&key) {
             return Ok(session.clone());
         }
-        let weft = layer
+        let weft = model
+            .layer
             .tenant_session(&key.0, &key.1)
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| match e {
+                weft_semantic::Error::UnknownTenant(_) => Status::permission_denied(format!(
+                    "tenant `{}` is not in the current model",
+                    key.0
+                )),
+                e => Status::internal(e.to_string()),
+            })?;
         let session = weft.session().clone();
         sessions.insert(key, session.clone());
         Ok(session)

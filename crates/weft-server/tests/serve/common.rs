@@ -57,10 +57,33 @@ impl Server {
 
     /// Serves `config` (TOML), written to a file in a fresh folder, with `env` set.
     pub(crate) fn with_config(config: &str, env: &[(&str, &str)]) -> Server {
+        Self::with_files(config, &[], env)
+    }
+
+    /// Serves `config`, with more `(name, text)` files beside it.
+    pub(crate) fn with_files(config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("weft.toml");
         std::fs::write(&path, config).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
         Self::spawn(dir, &["--config".as_ref(), path.as_os_str()], env)
+    }
+
+    /// The folder holding the server's config file.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Sends the process `signal` (`HUP`, `TERM`, ...).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
     }
 
     fn spawn(dir: tempfile::TempDir, args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Server {
@@ -122,7 +145,7 @@ impl Server {
     /// Waits until the log has `count` lines containing `needle` (log lines are written when
     /// a result stream ends, just after the client saw its end).
     pub(crate) fn wait_for_log(&self, needle: &str, count: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let found: Vec<String> = self
                 .log()
@@ -154,8 +177,7 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit.
     pub(crate) fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
