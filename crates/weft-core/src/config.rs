@@ -771,6 +771,54 @@ catalog = "shop"
     }
 
     #[test]
+    fn the_model_file_adds_tenants_and_reloads_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weft.toml");
+        let model = dir.path().join("model.toml");
+        let tenant = |name: &str| {
+            format!(
+                "[[tenants]]\nname = \"{name}\"\n[[tenants.tables]]\nname = \"t\"\n\
+                 from = \"a.b.c\"\n[[tenants.tables.columns]]\nname = \"x\"\n"
+            )
+        };
+        std::fs::write(
+            &path,
+            format!(
+                "model = \"model.toml\"\n[[users]]\nname = \"ann\"\npassword_hash = \"h\"\n\
+                 tenant = \"globex\"\n{}",
+                tenant("acme")
+            ),
+        )
+        .unwrap();
+        std::fs::write(&model, tenant("globex")).unwrap();
+        let config = Config::load(&path).unwrap();
+        let names = |tenants: &[TenantConfig]| -> Vec<String> {
+            tenants.iter().map(|t| t.name.clone()).collect()
+        };
+        assert_eq!(names(&config.tenants), ["acme", "globex"]);
+        assert_eq!(config.model_files(), [model.clone(), path.clone()]);
+
+        std::fs::write(&model, format!("{}{}", tenant("globex"), tenant("initech"))).unwrap();
+        assert_eq!(
+            names(&config.reload_model().unwrap()),
+            ["acme", "globex", "initech"]
+        );
+        // ann's tenant must stay; a file that does not parse names itself.
+        std::fs::write(&model, tenant("initech")).unwrap();
+        let err = config.reload_model().unwrap_err().to_string();
+        assert!(err.contains("tenant `globex`"), "{err}");
+        std::fs::write(&model, "[[tenants]\n").unwrap();
+        let err = config.reload_model().unwrap_err().to_string();
+        assert!(err.contains("model.toml"), "{err}");
+        std::fs::write(&model, format!("{}[server]\n", tenant("globex"))).unwrap();
+        let err = config.reload_model().unwrap_err().to_string();
+        assert!(
+            err.contains("server"),
+            "only tenants belong in a model file: {err}"
+        );
+    }
+
+    #[test]
     fn parses_tenants_with_model_tables_and_users_in_them() {
         let config = parse(
             r#"

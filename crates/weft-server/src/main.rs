@@ -13,6 +13,8 @@
 //!   included, as a source).
 //! - `server` (default): `weft serve`, the Arrow Flight SQL server, with `weft hash-password`
 //!   and `weft hash-token` for its credentials.
+//! - `semantic` (default): the semantic layer (`[[tenants]]` model catalogs) for `weft serve`,
+//!   and `--tenant`/`--roles` for `weft query` and `weft explain`.
 
 mod output;
 mod registry;
@@ -25,7 +27,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use weft_core::config::Config;
 use weft_planner::WeftContext;
 
@@ -53,11 +55,15 @@ enum Command {
         /// How to print the result.
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         format: Format,
+        #[command(flatten)]
+        scope: Scope,
         /// The SQL query.
         sql: String,
     },
     /// Prints the plan of a query and the exact SQL sent to each source.
     Explain {
+        #[command(flatten)]
+        scope: Scope,
         /// The SQL query.
         sql: String,
     },
@@ -81,6 +87,17 @@ enum Command {
         #[arg(long)]
         existing: bool,
     },
+}
+
+/// Whose view of the data a query runs in: the storage catalogs, or a tenant's model.
+#[derive(Debug, Clone, Args)]
+struct Scope {
+    /// Run as a user of this tenant: its model tables, not the storage catalogs.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The tenant user's roles, comma-separated (which hidden or masked columns they see).
+    #[arg(long, value_delimiter = ',', requires = "tenant")]
+    roles: Vec<String>,
 }
 
 /// Output formats of `weft query`.
@@ -158,8 +175,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     #[cfg_attr(not(feature = "server"), allow(unused_variables))]
     let (weft, config, demo) = open(&cli).await?;
+    let weft = match &cli.command {
+        Command::Query { scope, .. } | Command::Explain { scope, .. } => {
+            in_scope(weft, &config, scope).await?
+        }
+        _ => weft,
+    };
     match cli.command {
-        Command::Query { format, sql } => {
+        Command::Query { format, sql, .. } => {
             let started = Instant::now();
             let df = weft.sql(&sql).await?;
             let batches = df.collect().await?;
@@ -178,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if remote == 1 { "y" } else { "ies" },
             );
         }
-        Command::Explain { sql } => {
+        Command::Explain { sql, .. } => {
             let explanation = weft.explain(&sql).await?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "Remote queries:")?;
@@ -211,6 +234,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::HashPassword | Command::HashToken { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// The session `scope` asks for: `storage` itself, or a tenant's model over it (checked first,
+/// like `weft serve` does at start-up).
+async fn in_scope(
+    storage: WeftContext,
+    config: &Config,
+    scope: &Scope,
+) -> anyhow::Result<WeftContext> {
+    let Some(tenant) = &scope.tenant else {
+        return Ok(storage);
+    };
+    #[cfg(feature = "semantic")]
+    {
+        let layer = weft_semantic::SemanticLayer::new(storage, &config.tenants)
+            .await
+            .context("the semantic model does not fit the sources")?;
+        Ok(layer.tenant_session(tenant, &scope.roles).await?)
+    }
+    #[cfg(not(feature = "semantic"))]
+    {
+        let _ = (storage, config);
+        anyhow::bail!("`--tenant {tenant}`: this `weft` was built without the `semantic` feature")
+    }
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

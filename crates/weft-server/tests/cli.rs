@@ -196,3 +196,77 @@ fn demo_without_sqlite_serves_parquet() {
         text(&out.stdout)
     );
 }
+
+#[cfg(all(feature = "sqlite", feature = "parquet", feature = "semantic"))]
+#[test]
+fn query_and_explain_as_a_tenant_with_roles() {
+    let demo = weft_demo::ensure(&shared_data_dir()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        format!("model = \"model.toml\"\n{}", demo.config_toml()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("model.toml"),
+        "[[tenants]]\nname = \"vip\"\n\
+         [[tenants.tables]]\nname = \"customers\"\nfrom = \"shop.main.customers\"\nfilter = \"vip\"\n\
+         [[tenants.tables.columns]]\nname = \"customer_id\"\nexpr = \"id\"\n\
+         [[tenants.tables.columns]]\nname = \"email\"\nroles = [\"support\"]\nmask = \"'hidden'\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let csv = |args: &[&str]| {
+        let mut all = vec!["--config", config, "query", "-f", "csv"];
+        all.extend_from_slice(args);
+        let out = weft(&all, dir.path());
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(
+        csv(&["--tenant", "vip", "SELECT count(*) AS n FROM customers"]),
+        csv(&["SELECT count(*) AS n FROM shop.main.customers WHERE vip"])
+    );
+    assert_eq!(
+        csv(&["--tenant", "vip", "SELECT DISTINCT email FROM customers"]),
+        "email\nhidden\n"
+    );
+    let unmasked = csv(&[
+        "--tenant",
+        "vip",
+        "--roles",
+        "sales,support",
+        "SELECT count(DISTINCT email) AS n FROM customers",
+    ]);
+    assert_ne!(unmasked, "n\n1\n", "support sees the emails");
+
+    let out = weft(
+        &[
+            "--config",
+            config,
+            "explain",
+            "--tenant",
+            "vip",
+            "SELECT customer_id FROM customers WHERE customer_id < 10",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let explained = text(&out.stdout);
+    assert!(
+        explained.contains("`vip`") && explained.contains("`id` < 10"),
+        "the operator sees the storage SQL: {explained}"
+    );
+
+    let out = weft(
+        &["--config", config, "query", "--tenant", "nope", "SELECT 1"],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no tenant `nope`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

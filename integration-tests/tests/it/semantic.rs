@@ -231,3 +231,82 @@ async fn a_broken_model_is_refused_naming_tenant_table_and_column() {
         .unwrap_err();
     assert!(error.to_string().contains("row filter"), "{error}");
 }
+
+/// `pay.public.payments`, a Parquet table of payments by account: two by Ada and one by Bob
+/// (org 1), one by Dee and one by Eve (org 2).
+async fn payments(dir: &std::path::Path) -> Arc<weft_parquet::ParquetSource> {
+    let folder = dir.join("payments");
+    std::fs::create_dir_all(&folder).unwrap();
+    let copy = format!(
+        "COPY (SELECT * FROM (VALUES (1, 12.5, 'card'), (1, 3.0, 'cash'), (2, 40.0, 'card'), \
+         (4, 99.0, 'card'), (5, 1.0, 'cash')) AS t(account, amount, method)) \
+         TO '{}' STORED AS PARQUET",
+        folder.join("part-0.parquet").display()
+    );
+    let ctx = datafusion::prelude::SessionContext::new();
+    ctx.sql(&copy).await.unwrap().collect().await.unwrap();
+    let url = dir.display().to_string();
+    Arc::new(
+        weft_parquet::ParquetSource::open("pay", &url, &[("payments", "payments/")])
+            .await
+            .expect("open pay"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_table_joins_postgres_and_parquet_with_filters_pushed_to_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = storage().await;
+    storage.register(payments(dir.path()).await).unwrap();
+    let tenant = |name: &str, org: i32| {
+        TenantConfig::new(name).with_table(
+            ModelTableConfig::from_sql(
+                "billing",
+                "SELECT a.org_id, a.name, p.amount, p.method \
+                 FROM crm.public.accounts a JOIN pay.public.payments p ON p.account = a.id",
+            )
+            .with_filter(format!("org_id = {org}"))
+            .with_column(ModelColumnConfig::new("customer").with_expr("name"))
+            .with_column(ModelColumnConfig::new("paid").with_expr("amount"))
+            .with_column(ModelColumnConfig::new("how").with_expr("method")),
+        )
+    };
+    let layer = SemanticLayer::new(storage, &[tenant("acme", 1), tenant("globex", 2)])
+        .await
+        .expect("the model fits the storage");
+    let sql = "SELECT customer, sum(paid) FROM billing \
+               WHERE paid > 2 AND how = 'card' AND customer <> 'Cyd' \
+               GROUP BY customer ORDER BY customer";
+    for (tenant, org, all, answer) in [
+        ("acme", 1, "3", vec![["Ada", "12.5"], ["Bob", "40.0"]]),
+        ("globex", 2, "2", vec![["Dee", "99.0"]]),
+    ] {
+        let weft = layer.tenant_session(tenant, &[]).await.unwrap();
+        assert_eq!(
+            query(&weft, "SELECT count(*) FROM billing").await,
+            [[all]],
+            "{tenant}"
+        );
+        assert_eq!(query(&weft, sql).await, answer, "{tenant}");
+
+        // Each source gets the filters on its own columns, under their storage names.
+        let explained = weft.explain(sql).await.unwrap();
+        let remote: Vec<&str> = explained.remote.iter().map(|r| r.sql.as_str()).collect();
+        assert_eq!(remote.len(), 1, "only crm is remote: {remote:?}");
+        assert!(
+            remote[0].contains(&format!("\"org_id\" = {org}"))
+                && remote[0].contains("\"name\" <> 'Cyd'"),
+            "the row filter and the customer filter reach PostgreSQL: {}",
+            remote[0]
+        );
+        let scan = explained
+            .plan
+            .lines()
+            .find(|l| l.contains("payments") && l.contains("predicate="))
+            .unwrap_or_else(|| panic!("no filtered Parquet scan in\n{}", explained.plan));
+        assert!(
+            scan.contains("amount@") && scan.contains("method@") && scan.contains("card"),
+            "the paid and how filters reach the Parquet scan as amount and method: {scan}"
+        );
+    }
+}
