@@ -310,3 +310,31 @@ async fn a_model_table_joins_postgres_and_parquet_with_filters_pushed_to_each() 
         );
     }
 }
+
+/// A predicate that fails on some row (here a division by zero on another tenant's row) must
+/// not run before the row filter, or its error would tell the tenant the row exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_predicate_does_not_reveal_other_tenants_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = storage().await;
+    storage.register(payments(dir.path()).await).unwrap();
+    let acme = TenantConfig::new("acme")
+        .with_table(
+            ModelTableConfig::from_table("customers", "crm.public.accounts")
+                .with_filter("org_id = 1")
+                .with_column(ModelColumnConfig::new("customer_id").with_expr("id")),
+        )
+        .with_table(
+            ModelTableConfig::from_table("payments", "pay.public.payments")
+                .with_filter("account IN (1, 2, 3)")
+                .with_column(ModelColumnConfig::new("customer_id").with_expr("account")),
+        );
+    let layer = SemanticLayer::new(storage, &[acme]).await.unwrap();
+    let weft = layer.tenant_session("acme", &[]).await.unwrap();
+    // Customer 4 is globex's; 1 / (customer_id - 4) fails on that row alone, and is 0
+    // (integer division) on acme's rows but customer 3's.
+    for (table, count) in [("customers", "2"), ("payments", "3")] {
+        let sql = format!("SELECT count(*) FROM {table} WHERE 1 / (customer_id - 4) = 0");
+        assert_eq!(query(&weft, &sql).await, [[count]], "{sql}");
+    }
+}
