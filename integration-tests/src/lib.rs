@@ -3,6 +3,7 @@
 //! every answer can be compared across placements.
 
 pub mod pg;
+pub mod tpch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};

@@ -41,6 +41,16 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
+    /// TPC-H across placements and engines (Weft, Weft without pushdown, DuckDB,
+    /// PostgreSQL), every answer checked; writes a Markdown table, JSON and an SVG chart
+    /// under target/bench. Sets up DuckDB in a virtual environment and PostgreSQL if
+    /// needed.
+    Bench {
+        /// The arguments of `weft-bench`: `[--sf 1] [--runs 3] [--queries 1,3]
+        /// [--placements local,mixed] [--engines weft,duckdb] [--pg-url URL]`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -52,7 +62,69 @@ fn main() -> Result<()> {
         Task::Features { powerset } => features(powerset),
         Task::Deny => deny(),
         Task::Corpus { args } => corpus(&args),
+        Task::Bench { args } => bench(&root, &args),
     }
+}
+
+/// DuckDB and its scanner extensions, pinned to one version: the extension wheels are built
+/// for exactly that DuckDB.
+const DUCKDB: [&str; 3] = [
+    "duckdb==1.5.5",
+    "duckdb-extension-postgres==1.5.5",
+    "duckdb-extension-sqlite==1.5.5",
+];
+
+fn bench(root: &Path, args: &[String]) -> Result<()> {
+    let cache = cache_dir();
+    let venv = cache.join("venv-bench");
+    let python = venv.join("bin").join("python");
+    if !python.is_file() {
+        println!(
+            "xtask: creating a Python virtual environment for DuckDB in {}",
+            venv.display()
+        );
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    let installed = Command::new(&python)
+        .args(["-c", "import duckdb, duckdb_extension_postgres, duckdb_extension_sqlite; assert duckdb.__version__ == '1.5.5'"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(DUCKDB))?;
+    }
+    let given_postgres = args.iter().any(|a| a.starts_with("--pg-url"));
+    let have_postgres = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().any(|e| e.path().join("bin/initdb").is_file()))
+        .unwrap_or(false);
+    if !given_postgres && !have_postgres {
+        println!("xtask: installing PostgreSQL from Debian's packages");
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "postgresql"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    let mut command = Command::new(cargo_bin());
+    command.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "integration-tests",
+        "--bin",
+        "weft-bench",
+        "--",
+        "--python",
+    ]);
+    command
+        .arg(&python)
+        .arg("--cache")
+        .arg(cache.join("tpch"))
+        .arg("--out")
+        .arg(root.join("target").join("bench"))
+        .args(args);
+    run(&mut command)
 }
 
 /// `weft-corpus` (in `integration-tests`), built in the same profile as the tests. Relative
@@ -175,10 +247,15 @@ fn tools_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("WEFT_TOOLS_DIR") {
         return PathBuf::from(dir);
     }
+    cache_dir().join("tools")
+}
+
+/// `~/.cache/weft`: tools, virtual environments and benchmark data kept between runs.
+fn cache_dir() -> PathBuf {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    home.join(".cache").join("weft").join("tools")
+    home.join(".cache").join("weft")
 }
 
 fn which(name: &str) -> Result<PathBuf> {

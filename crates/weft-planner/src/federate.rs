@@ -52,13 +52,29 @@ impl Remote {
 
 /// The optimizer rule; add it after DataFusion's default rules (see
 /// [`crate::federated_session_state`]).
-#[derive(Debug, Default)]
-pub struct FederationRule;
+#[derive(Debug)]
+pub struct FederationRule {
+    /// Whether anything above a table scan may run in the source.
+    pushdown: bool,
+}
+
+impl Default for FederationRule {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl FederationRule {
     /// A new rule.
     pub fn new() -> Self {
-        Self
+        Self { pushdown: true }
+    }
+
+    /// A rule that sends each source only table scans (of the columns the query reads) and
+    /// leaves every filter, join and aggregate to DataFusion: the naive baseline the
+    /// benchmark measures federation against.
+    pub fn scans_only() -> Self {
+        Self { pushdown: false }
     }
 }
 
@@ -76,7 +92,7 @@ impl OptimizerRule for FederationRule {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let (plan, remote) = visit(plan, config)?;
+        let (plan, remote) = visit(plan, config, self.pushdown)?;
         let plan = match remote {
             Some(remote) => federate(plan, &remote, config)?,
             None => plan,
@@ -91,7 +107,11 @@ fn is_federated(plan: &LogicalPlan) -> bool {
 
 /// Rewrites `plan` bottom-up. Returns the new plan and, when the whole of it can run in one
 /// source, that source (the plan is then returned unchanged, for the caller to cut higher).
-fn visit(plan: LogicalPlan, config: &dyn OptimizerConfig) -> Result<(LogicalPlan, Option<Remote>)> {
+fn visit(
+    plan: LogicalPlan,
+    config: &dyn OptimizerConfig,
+    pushdown: bool,
+) -> Result<(LogicalPlan, Option<Remote>)> {
     if is_federated(&plan) {
         return Ok((plan, None));
     }
@@ -107,7 +127,7 @@ fn visit(plan: LogicalPlan, config: &dyn OptimizerConfig) -> Result<(LogicalPlan
 
     // Subqueries left in expressions are planned on their own; the node that holds them
     // stays in DataFusion.
-    let (plan, has_subqueries) = federate_subqueries(plan, config)?;
+    let (plan, has_subqueries) = federate_subqueries(plan, config, pushdown)?;
 
     let inputs: Vec<LogicalPlan> = plan.inputs().into_iter().cloned().collect();
     if inputs.is_empty() {
@@ -116,14 +136,14 @@ fn visit(plan: LogicalPlan, config: &dyn OptimizerConfig) -> Result<(LogicalPlan
     let mut new_inputs = Vec::with_capacity(inputs.len());
     let mut remotes = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let (input, remote) = visit(input, config)?;
+        let (input, remote) = visit(input, config, pushdown)?;
         new_inputs.push(input);
         remotes.push(remote);
     }
 
     // The whole node can run remotely when all inputs run in the same database and the
     // node itself is pushable there.
-    if !has_subqueries {
+    if pushdown && !has_subqueries {
         if let Some(Some(first)) = remotes.first() {
             let same = remotes
                 .iter()
@@ -192,6 +212,7 @@ fn split_filter(filter: &Filter, caps: &Capabilities) -> Result<Option<(Expr, Ex
 fn federate_subqueries(
     plan: LogicalPlan,
     config: &dyn OptimizerConfig,
+    pushdown: bool,
 ) -> Result<(LogicalPlan, bool)> {
     let has_subqueries = plan.expressions().iter().any(|e| {
         e.exists(|e| {
@@ -210,7 +231,7 @@ fn federate_subqueries(
             expr.transform(|e| {
                 let rewrite = |subquery: &datafusion::logical_expr::Subquery| -> Result<_> {
                     let inner = subquery.subquery.as_ref().clone();
-                    let (inner, remote) = visit(inner, config)?;
+                    let (inner, remote) = visit(inner, config, pushdown)?;
                     let inner = match remote {
                         Some(remote) => federate(inner, &remote, config)?,
                         None => inner,
@@ -368,6 +389,31 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         return Ok(Transformed::yes(named));
     }
     Ok(match node {
+        // A derived table over an aggregate names its columns in its SELECT list: the
+        // unparser writes `min(t.c)` unnamed where the dialect has no column list after a
+        // table alias (SQLite), and the outer query reads `alias."min(t.c)"`.
+        LogicalPlan::SubqueryAlias(mut alias) if unnamed_aggregate_columns(&alias.input) => {
+            let LogicalPlan::Projection(p) = Arc::unwrap_or_clone(alias.input) else {
+                unreachable!("checked by unnamed_aggregate_columns")
+            };
+            let fields = p.schema.columns();
+            let named = p
+                .expr
+                .into_iter()
+                .zip(fields)
+                .map(|(e, c)| match e {
+                    Expr::Alias(_) => e,
+                    e => e.alias(c.name),
+                })
+                .collect();
+            alias.input = Arc::new(LogicalPlan::Projection(Projection::try_new(
+                named, p.input,
+            )?));
+            Transformed::yes(LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(
+                alias.input,
+                alias.alias,
+            )?))
+        }
         // A sort over a projection that names unaliased computed columns (`ORDER BY 2` of
         // `SELECT c, d - e`) sorts by the expressions themselves: the unparser would write
         // the column's internal name (`ORDER BY "t1.d - t1.e"`), which no source knows.
@@ -462,6 +508,17 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         }
         other => Transformed::no(other),
     })
+}
+
+/// A projection over an aggregate with a column it does not name with an alias.
+fn unnamed_aggregate_columns(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            matches!(p.input.as_ref(), LogicalPlan::Aggregate(_))
+                && p.expr.iter().any(|e| !matches!(e, Expr::Alias(_)))
+        }
+        _ => false,
+    }
 }
 
 /// An aggregate over an aggregate (`SELECT DISTINCT count(*) * 2 FROM t`) reads it as a
@@ -851,7 +908,10 @@ fn select_list_matches(statement: &Statement, plan: &LogicalPlan) -> bool {
         })
 }
 
-/// `[alias] -> filter+ -> scan` becomes `[alias] -> projection -> filter+ -> scan`.
+/// `[alias] -> filter+ -> scan` becomes `alias -> projection -> filter+ -> scan`. Without
+/// an alias of its own, the derived table is named after the scanned table, which is what
+/// the join's other expressions call its columns: the unparser would name every such table
+/// `derived_projection`.
 fn project_filtered_scan(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     fn is_filtered_scan(plan: &LogicalPlan) -> bool {
         match plan {
@@ -867,7 +927,44 @@ fn project_filtered_scan(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> 
             alias.input = Arc::new(project_all(Arc::unwrap_or_clone(alias.input))?);
             Ok(Transformed::yes(LogicalPlan::SubqueryAlias(alias)))
         }
-        plan if is_filtered_scan(&plan) => Ok(Transformed::yes(project_all(plan)?)),
+        plan if is_filtered_scan(&plan) => {
+            let mut scan = &plan;
+            while let LogicalPlan::Filter(f) = scan {
+                scan = f.input.as_ref();
+            }
+            let LogicalPlan::TableScan(scan) = scan else {
+                unreachable!("checked by is_filtered_scan")
+            };
+            let name = scan.table_name.clone();
+            Ok(Transformed::yes(LogicalPlan::SubqueryAlias(
+                SubqueryAlias::try_new(Arc::new(project_all(plan)?), name)?,
+            )))
+        }
+        // A projection of a table's own columns is named after the table too.
+        LogicalPlan::Projection(p)
+            if is_filtered_scan(&p.input)
+                || matches!(p.input.as_ref(), LogicalPlan::TableScan(_)) =>
+        {
+            let mut scan = p.input.as_ref();
+            while let LogicalPlan::Filter(f) = scan {
+                scan = f.input.as_ref();
+            }
+            let LogicalPlan::TableScan(scan) = scan else {
+                unreachable!("checked above")
+            };
+            let name = scan.table_name.clone();
+            let own_columns = p
+                .schema
+                .iter()
+                .all(|(qualifier, _)| qualifier == Some(&name));
+            let plan = LogicalPlan::Projection(p);
+            if !own_columns {
+                return Ok(Transformed::no(plan));
+            }
+            Ok(Transformed::yes(LogicalPlan::SubqueryAlias(
+                SubqueryAlias::try_new(Arc::new(plan), name)?,
+            )))
+        }
         plan => Ok(Transformed::no(plan)),
     }
 }

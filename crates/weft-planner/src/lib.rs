@@ -71,8 +71,12 @@ pub fn session_config() -> SessionConfig {
 /// A DataFusion session state that federates: DataFusion's own optimizer rules first, then
 /// [`FederationRule`], and datafusion-federation's query planner for the remote parts.
 pub fn federated_session_state(config: SessionConfig) -> SessionState {
+    session_state_with(config, FederationRule::new())
+}
+
+fn session_state_with(config: SessionConfig, rule: FederationRule) -> SessionState {
     let mut rules = Optimizer::new().rules;
-    rules.push(Arc::new(FederationRule::new()));
+    rules.push(Arc::new(rule));
     SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
@@ -133,6 +137,19 @@ impl WeftContext {
         let state = federated_session_state(config);
         Self {
             ctx: SessionContext::new_with_state(state),
+            sources: Vec::new(),
+        }
+    }
+
+    /// A session that sends each source only scans of the columns a query reads and runs
+    /// every filter, join and aggregate in DataFusion ([`FederationRule::scans_only`]):
+    /// the naive baseline of `cargo xtask bench`.
+    pub fn without_pushdown() -> Self {
+        Self {
+            ctx: SessionContext::new_with_state(session_state_with(
+                session_config(),
+                FederationRule::scans_only(),
+            )),
             sources: Vec::new(),
         }
     }

@@ -123,8 +123,13 @@ pub(crate) fn expr_pushable(expr: &Expr, schema: &DFSchema, caps: &Capabilities)
                 Operator::Plus | Operator::Minus | Operator::Multiply => {
                     arithmetic(left, right, schema, caps)
                 }
+                // A decimal quotient is truncated to DataFusion's scale for the types;
+                // a source rounds it, or keeps more places.
                 Operator::Divide | Operator::Modulo => {
-                    caps.division && arithmetic(left, right, schema, caps)
+                    caps.division
+                        && arithmetic(left, right, schema, caps)
+                        && !is_decimal(&type_of(left, schema))
+                        && !is_decimal(&type_of(right, schema))
                 }
                 Operator::StringConcat => {
                     is_string_like(&type_of(left, schema))
@@ -243,6 +248,10 @@ fn is_numeric(t: &DataType, caps: &Capabilities) -> bool {
         || (caps.decimals && matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)))
 }
 
+fn is_decimal(t: &DataType) -> bool {
+    matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))
+}
+
 fn is_string_like(t: &DataType) -> bool {
     matches!(
         t,
@@ -310,6 +319,9 @@ fn aggregable(func: &str, t: &DataType, caps: &Capabilities) -> bool {
                 groupable(t, caps)
             }
         }
+        // DataFusion truncates a decimal average to the argument's scale + 4; a source
+        // rounds it, or keeps more places.
+        "avg" if is_decimal(t) => false,
         // Sums and averages of numbers only (integer sums stay integers in both).
         _ => is_numeric(t, caps),
     }

@@ -27,6 +27,16 @@ fn not_built(source: &SourceConfig, feature: &str) -> OpenError {
 }
 
 /// Opens the source a config entry describes.
+// Built without any connector, nothing reads `config`.
+#[cfg_attr(
+    not(any(
+        feature = "sqlite",
+        feature = "parquet",
+        feature = "postgres",
+        feature = "flightsql"
+    )),
+    allow(unused_variables)
+)]
 pub(crate) async fn open_source(
     source: &SourceConfig,
     config: &Config,

@@ -17,6 +17,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
 }
 
+#[cfg_attr(not(feature = "parquet"), allow(dead_code))]
 fn shared_data_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("weft-cli-tests")
 }

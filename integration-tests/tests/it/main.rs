@@ -6,3 +6,4 @@ mod pg_types;
 mod postgres;
 mod pushdown;
 mod semantic;
+mod tpch;

@@ -308,6 +308,31 @@ async fn filters_and_aggregates_on_each_type_run_in_postgres_and_agree() {
 }
 
 #[tokio::test]
+async fn decimal_averages_and_quotients_are_datafusions() {
+    // DataFusion truncates avg(decimal(10,2)) to 6 places and a decimal quotient to its own
+    // scale, where Postgres rounds or keeps more places: those stay in DataFusion, and the
+    // answer is the one DataFusion gives over the same values held locally.
+    let weft = source_with(
+        "CREATE TABLE m (g int, v numeric(10,2));
+         INSERT INTO m VALUES (1, 1.00), (1, 2.00), (1, 2.00), (2, 0.02), (2, 0.01), (2, 0.01);",
+        UnsupportedTypes::Error,
+    )
+    .await
+    .unwrap();
+    let sql =
+        "SELECT g, avg(v), sum(v) / 3, sum(v) / sum(v * 7), sum(v) FROM {m} GROUP BY g ORDER BY g";
+    let (types, got) = query(&weft, &sql.replace("{m}", "pg.public.m")).await;
+    let local = WeftContext::new();
+    let values = "(SELECT CAST(g AS INT) AS g, CAST(v AS DECIMAL(10,2)) AS v FROM (VALUES \
+                  (1, '1.00'), (1, '2.00'), (1, '2.00'), (2, '0.02'), (2, '0.01'), (2, '0.01')) \
+                  AS t(g, v)) AS m";
+    let (local_types, want) = query(&local, &sql.replace("{m}", values)).await;
+    assert_eq!(types, local_types);
+    assert_eq!(got, want);
+    assert_eq!(got[0][1], "1.666666", "DataFusion truncates: {got:?}");
+}
+
+#[tokio::test]
 async fn numerics_wider_than_38_digits() {
     let weft = source_with(
         "CREATE TABLE w (id int, wide numeric(50, 10), bare numeric);

@@ -1,0 +1,819 @@
+//! `weft-bench`: the 22 TPC-H queries in each placement of the tables over Parquet,
+//! PostgreSQL and SQLite, run by Weft, by Weft with pushdown off, by DuckDB through its own
+//! scanners and, for the `postgres` placement, by PostgreSQL itself; every answer checked.
+//! `cargo xtask bench` builds it in release mode and sets up DuckDB; see `--help`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+use integration_tests::pg::PgServer;
+use integration_tests::tpch::{self, DataDir, Placement, Store, Table};
+use serde_json::{json, Value};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weft-bench",
+    about = "TPC-H across placements and engines, checked"
+)]
+struct Args {
+    /// TPC-H scale factor.
+    #[arg(long, default_value_t = 1.0)]
+    sf: f64,
+    /// Timed runs per query after one warm-up run; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Queries to run (default: all 22), e.g. `1,3,18`.
+    #[arg(long, value_delimiter = ',')]
+    queries: Vec<u32>,
+    /// Placements to run (default: all five).
+    #[arg(long, value_delimiter = ',')]
+    placements: Vec<String>,
+    /// Engines: `weft`, `weft-scans-only` (pushdown off), `duckdb`, `postgres` (the
+    /// `postgres` placement only).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "weft,weft-scans-only,duckdb,postgres"
+    )]
+    engines: Vec<String>,
+    /// A PostgreSQL server to load and query (`postgres://user@host:port/`); by default a
+    /// throwaway cluster is started from the installed PostgreSQL.
+    #[arg(long)]
+    pg_url: Option<String>,
+    /// The Python with `duckdb` and its extension wheels (xtask's virtual environment).
+    #[arg(long, default_value = "python3")]
+    python: PathBuf,
+    /// Where generated data is kept between runs.
+    #[arg(long)]
+    cache: PathBuf,
+    /// Where the report goes.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// One engine's result for one query in one placement.
+#[derive(Debug, Default, Clone)]
+struct Cell {
+    /// Median wall time of the timed runs.
+    seconds: Option<f64>,
+    /// Bytes over loopback during a run (the median): what crossed the "network".
+    loopback_bytes: Option<u64>,
+    /// Peak resident memory of the engine's process during the runs.
+    peak_rss: Option<u64>,
+    /// Statements sent to sources (Weft only).
+    remote_queries: Option<usize>,
+    /// The answer, kept to check the others against.
+    rows: Vec<Vec<String>>,
+    /// Why the query failed, if it did.
+    error: Option<String>,
+    /// Whether the answer matched the checks that apply, and what differed if not.
+    check: Vec<String>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let placements: Vec<Placement> = if args.placements.is_empty() {
+        Placement::ALL.to_vec()
+    } else {
+        args.placements
+            .iter()
+            .map(|p| Placement::named(p).with_context(|| format!("no placement named `{p}`")))
+            .collect::<Result<_>>()?
+    };
+    let queries: Vec<(u32, &str)> = tpch::queries()
+        .into_iter()
+        .filter(|(n, _)| args.queries.is_empty() || args.queries.contains(n))
+        .collect();
+    for engine in &args.engines {
+        if !["weft", "weft-scans-only", "duckdb", "postgres"].contains(&engine.as_str()) {
+            bail!("no engine named `{engine}`");
+        }
+    }
+
+    // Data: Parquet and SQLite files cached per scale factor, Postgres loaded once.
+    let data = DataDir::new(&args.cache, args.sf);
+    let t = Instant::now();
+    eprintln!("data: TPC-H SF {} under {}", args.sf, data.dir.display());
+    data.ensure_files(|step| eprintln!("  {step} ({:.1} s)", t.elapsed().as_secs_f64()))
+        .context("generate TPC-H data")?;
+    let (_server, pg_url, conninfo) = postgres(&args, &data).await?;
+
+    let mut cells: BTreeMap<(String, String, u32), Cell> = BTreeMap::new();
+    for &placement in &placements {
+        eprintln!("placement {}", placement.name());
+        for engine in &args.engines {
+            let results = match engine.as_str() {
+                "weft" | "weft-scans-only" => {
+                    let weft = tpch::context(&data, &pg_url, engine == "weft").await?;
+                    let mut out = Vec::new();
+                    for &(n, sql) in &queries {
+                        let sql = placement.qualify(sql).map_err(anyhow::Error::msg)?;
+                        let cell = run_weft(&weft, &sql, args.runs).await;
+                        eprintln!("  {engine:<16} q{n:02} {}", summary(&cell));
+                        out.push((n, cell));
+                    }
+                    out
+                }
+                "duckdb" => run_duckdb(&args, &data, &conninfo, placement, &queries)?,
+                "postgres" if placement == Placement::Postgres => {
+                    let mut out = Vec::new();
+                    for &(n, sql) in &queries {
+                        let cell = run_postgres(&pg_url, sql, args.runs).await;
+                        eprintln!("  {engine:<16} q{n:02} {}", summary(&cell));
+                        out.push((n, cell));
+                    }
+                    out
+                }
+                _ => continue,
+            };
+            for (n, cell) in results {
+                cells.insert((placement.name().to_string(), engine.clone(), n), cell);
+            }
+        }
+    }
+    check(&mut cells, args.sf);
+    let report = Report {
+        args: &args,
+        placements: &placements,
+        queries: queries.iter().map(|(n, _)| *n).collect(),
+        cells: &cells,
+        elapsed: started.elapsed(),
+    };
+    report.write()?;
+    Ok(())
+}
+
+fn summary(cell: &Cell) -> String {
+    match (&cell.error, cell.seconds) {
+        (Some(e), _) => format!("failed: {e}"),
+        (None, Some(s)) => format!(
+            "{s:.3} s{}",
+            cell.loopback_bytes
+                .map(|b| format!(", {} over loopback", bytes(b)))
+                .unwrap_or_default()
+        ),
+        _ => String::new(),
+    }
+}
+
+/// The PostgreSQL database with the data: the given server's or a throwaway cluster's.
+/// Returns the server to keep alive, a `postgres://` URL and a libpq conninfo for DuckDB.
+async fn postgres(args: &Args, data: &DataDir) -> Result<(Option<PgServer>, String, String)> {
+    let (server, base) = match &args.pg_url {
+        Some(url) => (None, url.trim_end_matches('/').to_string()),
+        None => {
+            eprintln!("postgres: starting a throwaway cluster");
+            let server = PgServer::start().map_err(anyhow::Error::msg)?;
+            let base = format!("postgres://{}@{}:{}", server.user, server.host, server.port);
+            (Some(server), base)
+        }
+    };
+    let base = match base.rsplit_once('/') {
+        // A URL that names a database: keep the server part.
+        Some((head, db)) if head.ends_with(|c: char| c.is_ascii_digit()) && !db.is_empty() => {
+            head.to_string()
+        }
+        _ => base,
+    };
+    let database = format!("weft_tpch_sf{}", data.sf.to_string().replace('.', "_"));
+    let admin = format!("{base}/postgres?sslmode=disable");
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connect to {admin}"))?;
+    let handle = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .await?;
+    }
+    drop(client);
+    let _ = handle.await;
+    let url = format!("{base}/{database}?sslmode=disable");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    let handle = tokio::spawn(connection);
+    let loaded = client
+        .query_opt(
+            "SELECT 1 FROM pg_tables WHERE schemaname = 'public' AND tablename = 'weft_tpch_loaded'",
+            &[],
+        )
+        .await?
+        .is_some();
+    if !loaded {
+        let t = Instant::now();
+        eprintln!("postgres: loading {database}");
+        tpch::load_postgres(&client, data.sf, "public", &Table::ALL, |table, rows| {
+            eprintln!(
+                "  {} ({rows} rows, {:.1} s)",
+                table.name(),
+                t.elapsed().as_secs_f64()
+            )
+        })
+        .await?;
+        client
+            .batch_execute("CREATE TABLE public.weft_tpch_loaded (done boolean)")
+            .await?;
+    }
+    drop(client);
+    let _ = handle.await;
+    let parsed = url::Url::parse(&url)?;
+    let conninfo = format!(
+        "host={} port={} user={} dbname={database}{}",
+        parsed.host_str().unwrap_or("localhost"),
+        parsed.port().unwrap_or(5432),
+        parsed.username(),
+        parsed
+            .password()
+            .map(|p| format!(" password={p}"))
+            .unwrap_or_default()
+    );
+    Ok((server, url, conninfo))
+}
+
+/// Bytes sent over the loopback interface so far.
+fn loopback_bytes() -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/net/dev") else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|line| {
+            let (name, rest) = line.split_once(':')?;
+            (name.trim() == "lo").then(|| rest.split_whitespace().nth(8)?.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// Resets this process's peak resident memory (`VmHWM`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn median_u64(values: &mut [u64]) -> u64 {
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+async fn run_weft(weft: &weft_planner::WeftContext, sql: &str, runs: usize) -> Cell {
+    let once = || async {
+        let frame = weft.sql(sql).await?;
+        frame.collect().await
+    };
+    let mut cell = Cell::default();
+    match once().await {
+        Ok(batches) => cell.rows = tpch::cells(&batches).unwrap_or_default(),
+        Err(e) => {
+            cell.error = Some(e.to_string().replace('\n', " "));
+            return cell;
+        }
+    }
+    cell.remote_queries = weft.explain(sql).await.ok().map(|e| e.remote.len());
+    reset_peak_rss();
+    let (mut times, mut moved) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        let before = loopback_bytes();
+        let started = Instant::now();
+        if let Err(e) = once().await {
+            cell.error = Some(e.to_string().replace('\n', " "));
+            return cell;
+        }
+        times.push(started.elapsed().as_secs_f64());
+        moved.push(loopback_bytes() - before);
+    }
+    cell.seconds = Some(median(&mut times));
+    cell.loopback_bytes = Some(median_u64(&mut moved));
+    cell.peak_rss = peak_rss();
+    cell
+}
+
+/// PostgreSQL running the query itself, rows received as text.
+async fn run_postgres(url: &str, sql: &str, runs: usize) -> Cell {
+    let mut cell = Cell::default();
+    let result = async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        let handle = tokio::spawn(connection);
+        client.simple_query(sql).await?;
+        let (mut times, mut moved) = (Vec::new(), Vec::new());
+        for _ in 0..runs.max(1) {
+            let before = loopback_bytes();
+            let started = Instant::now();
+            client.simple_query(sql).await?;
+            times.push(started.elapsed().as_secs_f64());
+            moved.push(loopback_bytes() - before);
+        }
+        drop(client);
+        let _ = handle.await;
+        Ok::<_, tokio_postgres::Error>((median(&mut times), median_u64(&mut moved)))
+    }
+    .await;
+    match result {
+        Ok((seconds, bytes)) => {
+            cell.seconds = Some(seconds);
+            cell.loopback_bytes = Some(bytes);
+        }
+        Err(e) => cell.error = Some(e.to_string()),
+    }
+    cell
+}
+
+/// DuckDB through its `postgres` and `sqlite` scanners, in a Python child process.
+fn run_duckdb(
+    args: &Args,
+    data: &DataDir,
+    conninfo: &str,
+    placement: Placement,
+    queries: &[(u32, &str)],
+) -> Result<Vec<(u32, Cell)>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch/duckdb_bench.py");
+    let tables: serde_json::Map<String, Value> = Table::ALL
+        .iter()
+        .map(|t| {
+            let store = match placement.store(*t) {
+                Store::Parquet => "parquet",
+                Store::Postgres => "postgres",
+                Store::Sqlite => "sqlite",
+            };
+            (t.name().to_string(), json!(store))
+        })
+        .collect();
+    let job = json!({
+        "parquet": data.parquet(),
+        "sqlite": data.sqlite(),
+        "postgres": conninfo,
+        "tables": tables,
+        "queries": queries.iter().map(|(n, sql)| json!({"n": n, "sql": sql})).collect::<Vec<_>>(),
+        "runs": args.runs,
+    });
+    let mut child = Command::new(&args.python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("start {} {}", args.python.display(), script.display()))?;
+    serde_json::to_writer(child.stdin.take().expect("piped"), &job)?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!("DuckDB's runner failed with {}", output.status);
+    }
+    let results: Vec<Value> =
+        serde_json::from_slice(&output.stdout).context("read DuckDB's results")?;
+    Ok(results
+        .into_iter()
+        .map(|r| {
+            let n = r["n"].as_u64().unwrap_or(0) as u32;
+            let mut cell = Cell::default();
+            if let Some(e) = r["error"].as_str() {
+                cell.error = Some(e.to_string());
+            } else {
+                let mut times: Vec<f64> = r["times"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                    .unwrap_or_default();
+                cell.seconds = (!times.is_empty()).then(|| median(&mut times));
+                cell.loopback_bytes = r["loopback_bytes"].as_u64();
+                cell.peak_rss = r["peak_rss"].as_u64();
+                cell.rows = serde_json::from_value(r["rows"].clone()).unwrap_or_default();
+            }
+            eprintln!("  {:<16} q{n:02} {}", "duckdb", summary(&cell));
+            (n, cell)
+        })
+        .collect())
+}
+
+/// Checks each Weft and DuckDB answer against Weft's `local` answer, DuckDB's answer on
+/// the Parquet files, and at SF 0.01 the checked-in answers.
+fn check(cells: &mut BTreeMap<(String, String, u32), Cell>, sf: f64) {
+    let reference = |cells: &BTreeMap<_, Cell>, engine: &str, n: u32| {
+        cells
+            .get(&("local".to_string(), engine.to_string(), n))
+            .filter(|c: &&Cell| c.error.is_none())
+            .map(|c| c.rows.clone())
+    };
+    let keys: Vec<_> = cells.keys().cloned().collect();
+    for key in keys {
+        let (_, engine, n) = &key;
+        if engine == "postgres" {
+            continue;
+        }
+        let mut checks = Vec::new();
+        let answers = [
+            ("local", reference(cells, "weft", *n)),
+            ("duckdb", reference(cells, "duckdb", *n)),
+        ];
+        let cell = cells.get_mut(&key).expect("key from the map");
+        if cell.error.is_some() {
+            continue;
+        }
+        for (name, answer) in answers {
+            if let Some(expected) = answer {
+                match tpch::compare_rows(&[], &expected, &cell.rows) {
+                    Ok(()) => checks.push(format!("{name}: ok")),
+                    Err(e) => checks.push(format!("{name}: {e}")),
+                }
+            }
+        }
+        if (sf - 0.01).abs() < 1e-12 {
+            match tpch::compare(tpch::answer_sf001(*n), &cell.rows) {
+                Ok(()) => checks.push("checked-in: ok".to_string()),
+                Err(e) => checks.push(format!("checked-in: {e}")),
+            }
+        }
+        cell.check = checks;
+    }
+}
+
+fn bytes(b: u64) -> String {
+    match b {
+        b if b >= 10 << 20 => format!("{} MB", b >> 20),
+        b if b >= 10 << 10 => format!("{} kB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+struct Report<'a> {
+    args: &'a Args,
+    placements: &'a [Placement],
+    queries: Vec<u32>,
+    cells: &'a BTreeMap<(String, String, u32), Cell>,
+    elapsed: Duration,
+}
+
+impl Report<'_> {
+    fn cell(&self, placement: Placement, engine: &str, n: u32) -> Option<&Cell> {
+        self.cells
+            .get(&(placement.name().to_string(), engine.to_string(), n))
+    }
+
+    fn seconds(&self, placement: Placement, engine: &str, n: u32) -> Option<f64> {
+        self.cell(placement, engine, n)
+            .filter(|c| c.error.is_none())
+            .and_then(|c| c.seconds)
+    }
+
+    /// Whether a cell's answer passed every check it had.
+    fn correct(cell: &Cell) -> Option<bool> {
+        if cell.error.is_some() {
+            return Some(false);
+        }
+        if cell.check.is_empty() {
+            return None;
+        }
+        Some(cell.check.iter().all(|c| c.ends_with(": ok")))
+    }
+
+    fn geomean(values: &[f64]) -> Option<f64> {
+        if values.is_empty() {
+            return None;
+        }
+        Some((values.iter().map(|v| v.ln()).sum::<f64>() / values.len() as f64).exp())
+    }
+
+    fn machine() -> String {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, m)| m.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".to_string());
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let memory = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|t| {
+                let kb: u64 = t.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
+                Some(format!("{} GiB", kb >> 20))
+            })
+            .unwrap_or_default();
+        format!("{cores} cores ({cpu}), {memory}")
+    }
+
+    fn now() -> String {
+        Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    }
+
+    fn write(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.args.out)?;
+        let stem = format!("tpch-sf{}", self.args.sf);
+        let markdown = self.markdown();
+        let json_path = self.args.out.join(format!("{stem}.json"));
+        let md_path = self.args.out.join(format!("{stem}.md"));
+        let svg_path = self.args.out.join(format!("{stem}.svg"));
+        std::fs::write(&json_path, serde_json::to_string_pretty(&self.json())?)?;
+        std::fs::write(&md_path, &markdown)?;
+        std::fs::write(&svg_path, self.svg())?;
+        println!("{markdown}");
+        eprintln!(
+            "wrote {}, {} and {} in {:.0} s",
+            md_path.display(),
+            json_path.display(),
+            svg_path.display(),
+            self.elapsed.as_secs_f64()
+        );
+        let wrong: Vec<String> = self
+            .cells
+            .iter()
+            .filter(|((_, engine, _), c)| {
+                engine.starts_with("weft") && Self::correct(c) == Some(false)
+            })
+            .map(|((p, e, n), c)| {
+                format!(
+                    "{p} {e} q{n:02}: {}",
+                    c.error.clone().unwrap_or_else(|| c.check.join("; "))
+                )
+            })
+            .collect();
+        if !wrong.is_empty() {
+            bail!(
+                "{} Weft answers wrong or failed:\n{}",
+                wrong.len(),
+                wrong.join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    fn json(&self) -> Value {
+        let cells: Vec<Value> = self
+            .cells
+            .iter()
+            .map(|((placement, engine, n), c)| {
+                json!({
+                    "placement": placement,
+                    "engine": engine,
+                    "query": n,
+                    "seconds": c.seconds,
+                    "loopback_bytes": c.loopback_bytes,
+                    "peak_rss": c.peak_rss,
+                    "remote_queries": c.remote_queries,
+                    "rows": c.rows.len(),
+                    "error": c.error,
+                    "correct": Self::correct(c),
+                    "checks": c.check,
+                })
+            })
+            .collect();
+        json!({
+            "benchmark": "TPC-H",
+            "scale_factor": self.args.sf,
+            "runs": self.args.runs,
+            "machine": Self::machine(),
+            "date": Self::now(),
+            "engines": self.args.engines,
+            "cells": cells,
+        })
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = format!(
+            "## TPC-H SF {} — {} — {}\n\nMedian of {} runs after a warm-up. Bytes: over \
+             loopback during one run (Postgres traffic; Parquet and SQLite are read from local \
+             files). ✓: the answer matches Weft's `local` answer, DuckDB's answer on the \
+             Parquet files{}.\n",
+            self.args.sf,
+            Self::machine(),
+            Self::now(),
+            self.args.runs,
+            if (self.args.sf - 0.01).abs() < 1e-12 {
+                " and the checked-in answers"
+            } else {
+                ""
+            }
+        );
+        let engines: Vec<&str> = self.args.engines.iter().map(String::as_str).collect();
+        // Geometric means first.
+        md.push_str(
+            "\n### Geometric mean time (s) over the queries every engine answered\n\n| placement |",
+        );
+        for e in &engines {
+            md.push_str(&format!(" {e} |"));
+        }
+        md.push_str(" weft ÷ duckdb | weft ÷ weft local | Weft correct |\n|---|");
+        for _ in &engines {
+            md.push_str("---:|");
+        }
+        md.push_str("---:|---:|---|\n");
+        for &placement in self.placements {
+            let present: Vec<&str> = engines
+                .iter()
+                .copied()
+                .filter(|e| {
+                    self.queries
+                        .iter()
+                        .any(|n| self.cell(placement, e, *n).is_some())
+                })
+                .collect();
+            let common: Vec<u32> = self
+                .queries
+                .iter()
+                .copied()
+                .filter(|n| {
+                    present
+                        .iter()
+                        .all(|e| self.seconds(placement, e, *n).is_some())
+                })
+                .collect();
+            let gm = |e: &str| {
+                Self::geomean(
+                    &common
+                        .iter()
+                        .filter_map(|n| self.seconds(placement, e, *n))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            md.push_str(&format!("| {} |", placement.name()));
+            for e in &engines {
+                md.push_str(&match present.contains(e).then(|| gm(e)).flatten() {
+                    Some(v) => format!(" {v:.3} |"),
+                    None => " — |".to_string(),
+                });
+            }
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => format!("{:.2}", a / b),
+                _ => "—".to_string(),
+            };
+            let local_gm = Self::geomean(
+                &common
+                    .iter()
+                    .filter_map(|n| self.seconds(Placement::Local, "weft", *n))
+                    .collect::<Vec<_>>(),
+            );
+            let weft_cells: Vec<&Cell> = self
+                .queries
+                .iter()
+                .filter_map(|n| self.cell(placement, "weft", *n))
+                .collect();
+            let right = weft_cells
+                .iter()
+                .filter(|c| Self::correct(c) == Some(true))
+                .count();
+            md.push_str(&format!(
+                " {} | {} | {right}/{} |\n",
+                ratio(gm("weft"), gm("duckdb")),
+                ratio(gm("weft"), local_gm),
+                weft_cells.len()
+            ));
+        }
+        for &placement in self.placements {
+            md.push_str(&format!("\n### {}\n\n| query |", placement.name()));
+            for e in &engines {
+                md.push_str(&format!(" {e} s |"));
+            }
+            md.push_str(" weft ÷ duckdb | weft bytes | duckdb bytes | weft remote queries | weft ✓ |\n|---|");
+            for _ in &engines {
+                md.push_str("---:|");
+            }
+            md.push_str("---:|---:|---:|---:|---|\n");
+            for &n in &self.queries {
+                md.push_str(&format!("| q{n:02} |"));
+                for e in &engines {
+                    md.push_str(&match self.cell(placement, e, n) {
+                        Some(c) if c.error.is_some() => " failed |".to_string(),
+                        Some(c) => c
+                            .seconds
+                            .map(|s| format!(" {s:.3} |"))
+                            .unwrap_or_else(|| " — |".to_string()),
+                        None => " — |".to_string(),
+                    });
+                }
+                let ratio = match (
+                    self.seconds(placement, "weft", n),
+                    self.seconds(placement, "duckdb", n),
+                ) {
+                    (Some(a), Some(b)) => format!("{:.2}", a / b),
+                    _ => "—".to_string(),
+                };
+                let b = |e: &str| {
+                    self.cell(placement, e, n)
+                        .and_then(|c| c.loopback_bytes)
+                        .map(bytes)
+                        .unwrap_or_else(|| "—".to_string())
+                };
+                let weft = self.cell(placement, "weft", n);
+                let remote = weft
+                    .and_then(|c| c.remote_queries)
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "—".to_string());
+                let correct = match weft.map(Self::correct) {
+                    Some(Some(true)) => "✓",
+                    Some(Some(false)) => "✗",
+                    _ => "—",
+                };
+                md.push_str(&format!(
+                    " {ratio} | {} | {} | {remote} | {correct} |\n",
+                    b("weft"),
+                    b("duckdb")
+                ));
+            }
+        }
+        md
+    }
+
+    /// Weft's time over DuckDB's per query and placement, as grouped bars on a log scale.
+    fn svg(&self) -> String {
+        const W: f64 = 1100.0;
+        const H: f64 = 420.0;
+        const LEFT: f64 = 60.0;
+        const TOP: f64 = 40.0;
+        const BOTTOM: f64 = 60.0;
+        let plot_h = H - TOP - BOTTOM;
+        let colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1"];
+        let (lo, hi) = (0.1f64, 10.0f64);
+        let y = |ratio: f64| {
+            let r = ratio.clamp(lo, hi);
+            TOP + plot_h * (1.0 - (r.log10() - lo.log10()) / (hi.log10() - lo.log10()))
+        };
+        let mut svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
+             font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+             <text x=\"{LEFT}\" y=\"20\" font-size=\"14\">TPC-H SF {}: Weft time ÷ DuckDB time per query (log scale; below 1 is faster)</text>\n",
+            self.args.sf
+        );
+        for tick in [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0] {
+            let ty = y(tick);
+            svg.push_str(&format!(
+                "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{ty:.1}\" y2=\"{ty:.1}\" stroke=\"{}\"/>\
+                 <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{tick}</text>\n",
+                W - 10.0,
+                if tick == 1.0 { "#333" } else { "#ddd" },
+                LEFT - 5.0,
+                ty + 4.0
+            ));
+        }
+        let group = (W - LEFT - 10.0) / self.queries.len().max(1) as f64;
+        let bar = (group * 0.8) / self.placements.len().max(1) as f64;
+        for (qi, &n) in self.queries.iter().enumerate() {
+            let gx = LEFT + group * qi as f64 + group * 0.1;
+            for (pi, &placement) in self.placements.iter().enumerate() {
+                if let (Some(w), Some(d)) = (
+                    self.seconds(placement, "weft", n),
+                    self.seconds(placement, "duckdb", n),
+                ) {
+                    let (y1, y0) = (y(w / d), y(1.0));
+                    svg.push_str(&format!(
+                        "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} q{n:02}: {:.2}</title></rect>\n",
+                        gx + bar * pi as f64,
+                        y1.min(y0),
+                        bar.max(1.0),
+                        (y1 - y0).abs().max(0.5),
+                        colors[pi % colors.len()],
+                        placement.name(),
+                        w / d
+                    ));
+                }
+            }
+            svg.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">q{n}</text>\n",
+                gx + group * 0.4,
+                H - BOTTOM + 15.0
+            ));
+        }
+        for (pi, placement) in self.placements.iter().enumerate() {
+            let lx = LEFT + 150.0 * pi as f64;
+            svg.push_str(&format!(
+                "<rect x=\"{lx}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
+                H - 25.0,
+                colors[pi % colors.len()],
+                lx + 14.0,
+                H - 16.0,
+                placement.name()
+            ));
+        }
+        svg.push_str("</svg>\n");
+        svg
+    }
+}
