@@ -464,21 +464,21 @@ impl Placement {
         let mut statements =
             Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| format!("parse: {e}"))?;
         let _ = visit_relations_mut(&mut statements, |name: &mut ObjectName| {
-            let parts = &name.0;
-            if let [ObjectNamePart::Identifier(ident)] = parts.as_slice() {
-                match Table::named(&ident.value.to_ascii_lowercase()) {
-                    Some(table) => {
-                        let store = self.store(table);
-                        *name = ObjectName(
-                            [store.source(), store.schema(), table.name()]
-                                .into_iter()
-                                .map(|p| ObjectNamePart::Identifier(Ident::new(p)))
-                                .collect(),
-                        );
-                    }
-                    // A CTE's name is a relation too; it is left as it is.
-                    None => {}
+            // A CTE's name is a relation too; it is not a table's and is left as it is.
+            let table = match name.0.as_slice() {
+                [ObjectNamePart::Identifier(ident)] => {
+                    Table::named(&ident.value.to_ascii_lowercase())
                 }
+                _ => None,
+            };
+            if let Some(table) = table {
+                let store = self.store(table);
+                *name = ObjectName(
+                    [store.source(), store.schema(), table.name()]
+                        .into_iter()
+                        .map(|p| ObjectNamePart::Identifier(Ident::new(p)))
+                        .collect(),
+                );
             }
             ControlFlow::<()>::Continue(())
         });
