@@ -75,6 +75,20 @@ impl Table {
         Table::ALL.into_iter().find(|t| t.name() == name)
     }
 
+    /// The table's primary key, as TPC-H defines it.
+    pub fn primary_key(self) -> &'static [&'static str] {
+        match self {
+            Table::Region => &["r_regionkey"],
+            Table::Nation => &["n_nationkey"],
+            Table::Supplier => &["s_suppkey"],
+            Table::Customer => &["c_custkey"],
+            Table::Part => &["p_partkey"],
+            Table::PartSupp => &["ps_partkey", "ps_suppkey"],
+            Table::Orders => &["o_orderkey"],
+            Table::Lineitem => &["l_orderkey", "l_linenumber"],
+        }
+    }
+
     /// The schema the table is stored with: the generator's, with text as `Utf8` (the
     /// generator makes `Utf8View`, which every source would turn back into text anyway).
     pub fn schema(self) -> SchemaRef {
@@ -195,15 +209,41 @@ fn create_table(table: Table, schema_name: &str, sqlite: bool) -> String {
         .iter()
         .map(|f| format!("{} {} NOT NULL", f.name(), sql_type(f.data_type(), sqlite)))
         .collect();
+    // SQLite gets its keys at creation (it cannot add them later); Postgres after the copy.
+    let key = if sqlite {
+        format!(", PRIMARY KEY ({})", table.primary_key().join(", "))
+    } else {
+        String::new()
+    };
     format!(
-        "CREATE TABLE {schema_name}.{} ({})",
+        "CREATE TABLE {schema_name}.{} ({}{key})",
         table.name(),
         columns.join(", ")
     )
 }
 
+/// Indexes beyond the primary key: what Q17 and Q20's correlated subqueries look up.
+fn indexes(table: Table, schema_name: &str, sqlite: bool) -> String {
+    // SQLite qualifies the index's name, Postgres the table's.
+    let (index, on) = if sqlite {
+        (
+            format!("{schema_name}.lineitem_part_supp"),
+            "lineitem".to_string(),
+        )
+    } else {
+        (
+            "lineitem_part_supp".to_string(),
+            format!("{schema_name}.lineitem"),
+        )
+    };
+    match table {
+        Table::Lineitem => format!("CREATE INDEX {index} ON {on} (l_partkey, l_suppkey);"),
+        _ => String::new(),
+    }
+}
+
 /// Writes the tables into a new SQLite file at `path` (replacing one that is there), dates
-/// as ISO text and money as doubles.
+/// as ISO text and money as doubles, with TPC-H's primary keys, analyzed.
 pub fn write_sqlite(
     sf: f64,
     path: &Path,
@@ -242,6 +282,11 @@ pub fn write_sqlite(
                 }
             }
             tx.commit()?;
+            conn.execute_batch(&format!(
+                "{} ANALYZE {};",
+                indexes(table, "main", true),
+                table.name()
+            ))?;
             Ok(rows)
         })()
         .map_err(failed(format!("{context}: table {}", table.name())))?;
@@ -277,8 +322,9 @@ fn sqlite_value(column: &dyn Array, text: &[String], row: usize) -> rusqlite::ty
     }
 }
 
-/// Creates the tables in `schema_name` of the database `client` is connected to and copies
-/// the data in with `COPY ... FROM STDIN`, then analyzes them.
+/// Creates the tables in `schema_name` of the database `client` is connected to, copies
+/// the data in with `COPY ... FROM STDIN`, adds TPC-H's primary keys (and an index on
+/// lineitem's part and supplier) and analyzes them.
 pub async fn load_postgres(
     client: &tokio_postgres::Client,
     sf: f64,
@@ -322,9 +368,13 @@ pub async fn load_postgres(
                 sink.send(bytes::Bytes::from(out)).await?;
             }
             sink.finish().await?;
-            client
-                .batch_execute(&format!("ANALYZE {schema_name}.{}", table.name()))
-                .await?;
+            let ddl = format!(
+                "ALTER TABLE {schema_name}.{name} ADD PRIMARY KEY ({}); {} ANALYZE {schema_name}.{name};",
+                table.primary_key().join(", "),
+                indexes(table, schema_name, false),
+                name = table.name()
+            );
+            client.batch_execute(&ddl).await?;
             Ok::<_, Box<dyn std::error::Error>>(rows)
         }
         .await

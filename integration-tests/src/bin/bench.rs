@@ -282,8 +282,17 @@ fn median_u64(values: &mut [u64]) -> u64 {
 
 async fn run_weft(weft: &weft_planner::WeftContext, sql: &str, runs: usize) -> Cell {
     let once = || async {
-        let frame = weft.sql(sql).await?;
-        frame.collect().await
+        let run = async {
+            let frame = weft.sql(sql).await?;
+            frame.collect().await
+        };
+        match tokio::time::timeout(WEFT_TIMEOUT, run).await {
+            Ok(result) => result,
+            Err(_) => Err(datafusion::error::DataFusionError::Execution(format!(
+                "timed out after {} s",
+                WEFT_TIMEOUT.as_secs()
+            ))),
+        }
     };
     let mut cell = Cell::default();
     match once().await {
@@ -312,12 +321,24 @@ async fn run_weft(weft: &weft_planner::WeftContext, sql: &str, runs: usize) -> C
     cell
 }
 
+/// How long Weft may run one query before it counts as failed.
+const WEFT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long PostgreSQL may run one query by itself before it counts as failed.
+const POSTGRES_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// PostgreSQL running the query itself, rows received as text.
 async fn run_postgres(url: &str, sql: &str, runs: usize) -> Cell {
     let mut cell = Cell::default();
     let result = async {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
         let handle = tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                POSTGRES_TIMEOUT.as_millis()
+            ))
+            .await?;
         client.simple_query(sql).await?;
         let (mut times, mut moved) = (Vec::new(), Vec::new());
         for _ in 0..runs.max(1) {
