@@ -29,6 +29,10 @@ struct Cluster {
     data: PathBuf,
     bin: PathBuf,
     as_postgres: bool,
+    /// The network namespace it runs in (`ip netns`), if not this process's.
+    netns: Option<String>,
+    /// The address it listens on.
+    listen: String,
     child: Mutex<Option<Child>>,
 }
 
@@ -107,21 +111,23 @@ impl Cluster {
     /// run never leaves a server behind.
     fn spawn(&self, port: u16) -> Result<Child, String> {
         let script = format!(
-            "\"$0\" -D \"$1\" -p {port} -k \"$2\" -c listen_addresses=127.0.0.1 -c fsync=off \
+            "\"$0\" -D \"$1\" -p {port} -k \"$2\" -c listen_addresses={listen} -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off & pid=$!; \
              while [ -d /proc/{parent} ] && kill -0 $pid 2>/dev/null; do sleep 1; done; \
              kill -INT $pid 2>/dev/null; wait $pid",
-            parent = std::process::id()
+            parent = std::process::id(),
+            listen = self.listen,
         );
-        let mut command = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", "sh", "-c"]);
-            c
-        } else {
-            let mut c = Command::new("sh");
-            c.arg("-c");
-            c
-        };
+        let mut argv: Vec<&str> = Vec::new();
+        if let Some(netns) = &self.netns {
+            argv.extend(["ip", "netns", "exec", netns]);
+        }
+        if self.as_postgres {
+            argv.extend(["runuser", "-u", "postgres", "--"]);
+        }
+        argv.extend(["sh", "-c"]);
+        let mut command = Command::new(argv[0]);
+        command.args(&argv[1..]);
         command
             .arg(script)
             .arg(self.bin.join("postgres"))
@@ -138,6 +144,12 @@ impl Cluster {
 impl PgServer {
     /// Starts a new throwaway cluster.
     pub fn start() -> Result<PgServer, String> {
+        Self::start_in(None, "127.0.0.1")
+    }
+
+    /// Starts a new throwaway cluster listening on `listen`, inside the network namespace
+    /// `netns` when one is given (made with `ip netns add`; needs root).
+    pub fn start_in(netns: Option<&str>, listen: &str) -> Result<PgServer, String> {
         let bin = find_bin_dir()?;
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -155,6 +167,8 @@ impl PgServer {
             data: data.clone(),
             bin,
             as_postgres,
+            netns: netns.map(str::to_string),
+            listen: listen.to_string(),
             child: Mutex::new(None),
         };
         run(cluster.command("initdb").arg("-D").arg(&data).args([
@@ -165,11 +179,18 @@ impl PgServer {
             "--locale=C",
             "--no-sync",
         ]))?;
+        if listen != "127.0.0.1" {
+            // initdb trusts loopback only; trust the namespace's own subnet too.
+            let hba = data.join("pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba).map_err(|e| e.to_string())?;
+            text.push_str("host all all samenet trust\n");
+            std::fs::write(&hba, text).map_err(|e| e.to_string())?;
+        }
         let port = free_port();
         let child = cluster.spawn(port)?;
         *cluster.child.lock().unwrap() = Some(child);
         let server = PgServer {
-            host: "127.0.0.1".to_string(),
+            host: listen.to_string(),
             port,
             user: "postgres".to_string(),
             password: None,
@@ -182,7 +203,7 @@ impl PgServer {
     fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
         let started = Instant::now();
         while started.elapsed() < timeout {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if std::net::TcpStream::connect((self.host.as_str(), self.port)).is_ok() {
                 // Accepting TCP is not yet accepting queries; give startup a moment.
                 std::thread::sleep(Duration::from_millis(300));
                 return Ok(());

@@ -105,6 +105,28 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
             .args(["install", "-y", "-qq", "postgresql"])
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
+    let linked = args.iter().any(|a| a.starts_with("--link"));
+    let have_tc = ["/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc"]
+        .iter()
+        .any(|p| Path::new(p).is_file());
+    if linked && !have_tc {
+        println!("xtask: installing iproute2 (ip, tc) for --link");
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "iproute2"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    if args.iter().any(|a| a == "--via-server") {
+        // weft-bench finds `weft` beside itself.
+        run(Command::new(cargo_bin()).args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "weft-server",
+            "--bin",
+            "weft",
+        ]))?;
+    }
     let mut command = Command::new(cargo_bin());
     command.args([
         "run",

@@ -86,6 +86,8 @@ pub struct RemoteQuery {
     pub sql: String,
     /// Rows received so far.
     pub rows: Arc<AtomicU64>,
+    /// Bytes of Arrow data received so far (the buffers of the batches the connector made).
+    pub bytes: Arc<AtomicU64>,
 }
 
 /// The last statements a source was sent, newest last. Bounded, so a long-running server
@@ -231,10 +233,12 @@ impl SQLExecutor for RemoteExecutor {
     ) -> Result<SendableRecordBatchStream> {
         tracing::debug!(source = %self.source_name, sql = %query, "remote query");
         let rows = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
         self.log.record(RemoteQuery {
             source: self.source_name.clone(),
             sql: query.to_string(),
             rows: Arc::clone(&rows),
+            bytes: Arc::clone(&bytes),
         });
         let context = format!("source `{}` ({})", self.source_name, self.kind);
         let stream = self
@@ -244,6 +248,7 @@ impl SQLExecutor for RemoteExecutor {
         let stream = stream.map(move |batch| match batch {
             Ok(batch) => {
                 rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                bytes.fetch_add(data_size(&batch), Ordering::Relaxed);
                 Ok(batch)
             }
             Err(e) => Err(e.context(context.clone())),
@@ -266,6 +271,21 @@ impl SQLExecutor for RemoteExecutor {
     fn metrics(&self) -> Option<MetricsSet> {
         self.inner.metrics()
     }
+}
+
+/// The bytes of data a batch holds: its arrays' used buffer slices, not the capacity
+/// allocated for them.
+fn data_size(batch: &datafusion::arrow::array::RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size()) as u64
+        })
+        .sum()
 }
 
 /// A table of a SQL source as datafusion-federation sees it, carrying what the planner needs

@@ -1,11 +1,15 @@
 //! `weft-bench`: the 22 TPC-H queries in each placement of the tables over Parquet,
-//! PostgreSQL and SQLite, run by Weft, by Weft with pushdown off, by DuckDB through its own
-//! scanners and, for the `postgres` placement, by PostgreSQL itself; every answer checked.
+//! PostgreSQL and SQLite, run by Weft (in-process and, with `--via-server`, through `weft
+//! serve`), by Weft with pushdown off, by DuckDB through its own scanners and, for the
+//! `postgres` placement, by PostgreSQL itself; every answer checked. With `--link RATE`,
+//! PostgreSQL sits behind a rate-shaped link in its own network namespace.
 //! `cargo xtask bench` builds it in release mode and sets up DuckDB; see `--help`.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -33,7 +37,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     placements: Vec<String>,
     /// Engines: `weft`, `weft-scans-only` (pushdown off), `duckdb`, `postgres` (the
-    /// `postgres` placement only).
+    /// `postgres` placement only), `weft-server` (see `--via-server`).
     #[arg(
         long,
         value_delimiter = ',',
@@ -47,6 +51,18 @@ struct Args {
     /// The Python with `duckdb` and its extension wheels (xtask's virtual environment).
     #[arg(long, default_value = "python3")]
     python: PathBuf,
+    /// Also run every query through the Flight SQL server: `weft serve` over the same three
+    /// sources, queried by a Flight SQL client (engine `weft-server`).
+    #[arg(long)]
+    via_server: bool,
+    /// The `weft` binary for `--via-server` (default: the one beside this program).
+    #[arg(long)]
+    weft_bin: Option<PathBuf>,
+    /// Put PostgreSQL behind a link of this rate (`1gbit`, `100mbit`, `10mbit`): the
+    /// throwaway cluster runs in its own network namespace, reached through a veth pair whose
+    /// two ends are shaped with `tc` (needs root and `ip`/`tc`).
+    #[arg(long, value_parser = parse_rate)]
+    link: Option<u64>,
     /// Where generated data is kept between runs.
     #[arg(long)]
     cache: PathBuf,
@@ -55,17 +71,31 @@ struct Args {
     out: PathBuf,
 }
 
+/// What one source sent Weft during a run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Traffic {
+    /// Statements it was sent (0 for files, which are scanned, not queried).
+    statements: u64,
+    /// Rows it returned (for Parquet: rows the scans produced).
+    rows: u64,
+    /// Bytes: Arrow data received from a SQL source; bytes read from Parquet files.
+    bytes: u64,
+}
+
 /// One engine's result for one query in one placement.
 #[derive(Debug, Default, Clone)]
 struct Cell {
     /// Median wall time of the timed runs.
     seconds: Option<f64>,
-    /// Bytes over loopback during a run (the median): what crossed the "network".
-    loopback_bytes: Option<u64>,
+    /// Bytes over the network during a run (the median): loopback, or both directions of
+    /// the shaped link with `--link`.
+    wire_bytes: Option<u64>,
     /// Peak resident memory of the engine's process during the runs.
     peak_rss: Option<u64>,
     /// Statements sent to sources (Weft only).
     remote_queries: Option<usize>,
+    /// What each source sent during a run, by Weft's own counters (Weft in-process only).
+    sources: BTreeMap<String, Traffic>,
     /// The answer, kept to check the others against.
     rows: Vec<Vec<String>>,
     /// Why the query failed, if it did.
@@ -97,10 +127,34 @@ async fn run(args: Args) -> Result<()> {
         .filter(|(n, _)| args.queries.is_empty() || args.queries.contains(n))
         .collect();
     for engine in &args.engines {
-        if !["weft", "weft-scans-only", "duckdb", "postgres"].contains(&engine.as_str()) {
+        if ![
+            "weft",
+            "weft-scans-only",
+            "duckdb",
+            "postgres",
+            "weft-server",
+        ]
+        .contains(&engine.as_str())
+        {
             bail!("no engine named `{engine}`");
         }
     }
+    let mut engines = args.engines.clone();
+    if args.via_server && !engines.iter().any(|e| e == "weft-server") {
+        let at = engines
+            .iter()
+            .position(|e| e == "weft")
+            .map_or(0, |i| i + 1);
+        engines.insert(at, "weft-server".to_string());
+    }
+    if args.link.is_some() && args.pg_url.is_some() {
+        bail!("--link runs its own PostgreSQL; it cannot be combined with --pg-url");
+    }
+    let link = args.link.map(Link::up).transpose()?;
+    let _ = IFACE.set(
+        link.as_ref()
+            .map_or_else(|| "lo".to_string(), |l| l.host_if.clone()),
+    );
 
     // Data: Parquet and SQLite files cached per scale factor, Postgres loaded once.
     let data = DataDir::new(&args.cache, args.sf);
@@ -108,12 +162,16 @@ async fn run(args: Args) -> Result<()> {
     eprintln!("data: TPC-H SF {} under {}", args.sf, data.dir.display());
     data.ensure_files(|step| eprintln!("  {step} ({:.1} s)", t.elapsed().as_secs_f64()))
         .context("generate TPC-H data")?;
-    let (_server, pg_url, conninfo) = postgres(&args, &data).await?;
+    let (_server, pg_url, conninfo) = postgres(&args, &data, link.as_ref()).await?;
+    let server = match engines.iter().any(|e| e == "weft-server") {
+        true => Some(WeftServer::start(&args, &data, &pg_url).await?),
+        false => None,
+    };
 
     let mut cells: BTreeMap<(String, String, u32), Cell> = BTreeMap::new();
     for &placement in &placements {
         eprintln!("placement {}", placement.name());
-        for engine in &args.engines {
+        for engine in &engines {
             let results = match engine.as_str() {
                 "weft" | "weft-scans-only" => {
                     let weft = tpch::context(&data, &pg_url, engine == "weft").await?;
@@ -121,6 +179,19 @@ async fn run(args: Args) -> Result<()> {
                     for &(n, sql) in &queries {
                         let sql = placement.qualify(sql).map_err(anyhow::Error::msg)?;
                         let cell = run_weft(&weft, &sql, args.runs).await;
+                        eprintln!("  {engine:<16} q{n:02} {}", summary(&cell));
+                        out.push((n, cell));
+                    }
+                    out
+                }
+                "weft-server" => {
+                    let server = server
+                        .as_ref()
+                        .expect("started when the engine is asked for");
+                    let mut out = Vec::new();
+                    for &(n, sql) in &queries {
+                        let sql = placement.qualify(sql).map_err(anyhow::Error::msg)?;
+                        let cell = server.run(&sql, args.runs).await;
                         eprintln!("  {engine:<16} q{n:02} {}", summary(&cell));
                         out.push((n, cell));
                     }
@@ -146,6 +217,7 @@ async fn run(args: Args) -> Result<()> {
     check(&mut cells, args.sf);
     let report = Report {
         args: &args,
+        engines: &engines,
         placements: &placements,
         queries: queries.iter().map(|(n, _)| *n).collect(),
         cells: &cells,
@@ -159,23 +231,153 @@ fn summary(cell: &Cell) -> String {
     match (&cell.error, cell.seconds) {
         (Some(e), _) => format!("failed: {e}"),
         (None, Some(s)) => format!(
-            "{s:.3} s{}",
-            cell.loopback_bytes
-                .map(|b| format!(", {} over loopback", bytes(b)))
-                .unwrap_or_default()
+            "{s:.3} s{}{}",
+            cell.wire_bytes
+                .map(|b| format!(", {} over {}", bytes(b), iface()))
+                .unwrap_or_default(),
+            if cell.sources.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", traffic_summary(&cell.sources))
+            }
         ),
         _ => String::new(),
     }
 }
 
+/// `pg 1 query 150 rows 12 kB, lake 6001215 rows 94 MB`.
+fn traffic_summary(sources: &BTreeMap<String, Traffic>) -> String {
+    sources
+        .iter()
+        .map(|(name, t)| {
+            let queries = match t.statements {
+                0 => String::new(),
+                1 => " 1 query".to_string(),
+                n => format!(" {n} queries"),
+            };
+            format!("{name}{queries} {} rows {}", t.rows, bytes(t.bytes))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The interface whose bytes count as network traffic: `lo`, or the shaped link's host end.
+static IFACE: OnceLock<String> = OnceLock::new();
+
+fn iface() -> &'static str {
+    IFACE.get().map_or("lo", String::as_str)
+}
+
+/// `1gbit`, `100mbit`, `500kbit`, `1000000` (bits per second) → bits per second.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, scale) = [
+        ("gbit", 1_000_000_000),
+        ("mbit", 1_000_000),
+        ("kbit", 1_000),
+    ]
+    .iter()
+    .find_map(|(suffix, scale)| lower.strip_suffix(suffix).map(|d| (d, *scale)))
+    .unwrap_or((lower.as_str(), 1));
+    let value: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a rate such as 1gbit or 100mbit"))?;
+    let bits = (value * scale as f64) as u64;
+    if bits < 100_000 {
+        return Err(format!("`{text}` is below 100kbit"));
+    }
+    Ok(bits)
+}
+
+/// PostgreSQL's side of a shaped link: a network namespace joined to this one by a veth pair,
+/// each end limited to the rate by a token bucket (`tc qdisc ... tbf`). Torn down on drop.
+struct Link {
+    netns: String,
+    host_if: String,
+    /// The address PostgreSQL listens on inside the namespace.
+    remote_ip: &'static str,
+}
+
+impl Link {
+    const HOST_IP: &'static str = "10.213.77.1";
+    const REMOTE_IP: &'static str = "10.213.77.2";
+
+    fn up(rate: u64) -> Result<Link> {
+        let id = std::process::id();
+        let link = Link {
+            netns: format!("weft-bench-{id}"),
+            host_if: format!("wb{id}h"),
+            remote_ip: Self::REMOTE_IP,
+        };
+        let peer = format!("wb{id}r");
+        // Five milliseconds' worth of bytes per burst: enough for the bucket to reach the
+        // rate at any kernel tick rate, small enough to shape every transfer that matters.
+        let burst = (rate / 8 / 200).max(16 * 1024);
+        let tbf = format!("root tbf rate {rate} burst {burst} latency 100ms");
+        let (netns, host_if) = (&link.netns, &link.host_if);
+        let (host_ip, remote_ip) = (Self::HOST_IP, Self::REMOTE_IP);
+        for step in [
+            format!("ip netns add {netns}"),
+            format!("ip link add {host_if} type veth peer name {peer} netns {netns}"),
+            format!("ip addr add {host_ip}/30 dev {host_if}"),
+            format!("ip link set {host_if} up"),
+            format!("ip -n {netns} addr add {remote_ip}/30 dev {peer}"),
+            format!("ip -n {netns} link set {peer} up"),
+            format!("ip -n {netns} link set lo up"),
+            format!("tc qdisc add dev {host_if} {tbf}"),
+            format!("ip netns exec {netns} tc qdisc add dev {peer} {tbf}"),
+        ] {
+            let argv: Vec<&str> = step.split_whitespace().collect();
+            let out = Command::new(argv[0])
+                .args(&argv[1..])
+                .output()
+                .with_context(|| format!("run {step}"))?;
+            if !out.status.success() {
+                bail!(
+                    "{step} failed: {} (--link needs root, `ip` and `tc`)",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        eprintln!(
+            "link: PostgreSQL at {} in network namespace {}, {} Mbit/s each way",
+            link.remote_ip,
+            link.netns,
+            rate as f64 / 1e6
+        );
+        Ok(link)
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+    }
+}
+
 /// The PostgreSQL database with the data: the given server's or a throwaway cluster's.
 /// Returns the server to keep alive, a `postgres://` URL and a libpq conninfo for DuckDB.
-async fn postgres(args: &Args, data: &DataDir) -> Result<(Option<PgServer>, String, String)> {
+async fn postgres(
+    args: &Args,
+    data: &DataDir,
+    link: Option<&Link>,
+) -> Result<(Option<PgServer>, String, String)> {
     let (server, base) = match &args.pg_url {
         Some(url) => (None, url.trim_end_matches('/').to_string()),
         None => {
             eprintln!("postgres: starting a throwaway cluster");
-            let server = PgServer::start().map_err(anyhow::Error::msg)?;
+            let server = match link {
+                Some(link) => PgServer::start_in(Some(&link.netns), link.remote_ip),
+                None => PgServer::start(),
+            }
+            .map_err(anyhow::Error::msg)?;
             let base = format!("postgres://{}@{}:{}", server.user, server.host, server.port);
             (Some(server), base)
         }
@@ -245,15 +447,25 @@ async fn postgres(args: &Args, data: &DataDir) -> Result<(Option<PgServer>, Stri
     Ok((server, url, conninfo))
 }
 
-/// Bytes sent over the loopback interface so far.
-fn loopback_bytes() -> u64 {
+/// Bytes over the network so far: sent over loopback (each byte is also received there, so
+/// counted once), or sent plus received on the shaped link's host end.
+fn wire_bytes() -> u64 {
     let Ok(text) = std::fs::read_to_string("/proc/net/dev") else {
         return 0;
     };
+    let iface = iface();
     text.lines()
         .find_map(|line| {
             let (name, rest) = line.split_once(':')?;
-            (name.trim() == "lo").then(|| rest.split_whitespace().nth(8)?.parse().ok())?
+            if name.trim() != iface {
+                return None;
+            }
+            let fields: Vec<u64> = rest
+                .split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            let (rx, tx) = (*fields.first()?, *fields.get(8)?);
+            Some(if iface == "lo" { tx } else { rx + tx })
         })
         .unwrap_or(0)
 }
@@ -264,7 +476,12 @@ fn reset_peak_rss() {
 }
 
 fn peak_rss() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_rss_of("/proc/self/status")
+}
+
+/// `VmHWM` from a `/proc/<pid>/status` file, in bytes.
+fn peak_rss_of(status: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(status).ok()?;
     let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
@@ -284,7 +501,10 @@ async fn run_weft(weft: &weft_planner::WeftContext, sql: &str, runs: usize) -> C
     let once = || async {
         let run = async {
             let frame = weft.sql(sql).await?;
-            frame.collect().await
+            let task = Arc::new(frame.task_ctx());
+            let plan = frame.create_physical_plan().await?;
+            let batches = datafusion::physical_plan::collect(Arc::clone(&plan), task).await?;
+            Ok((batches, plan))
         };
         match tokio::time::timeout(WEFT_TIMEOUT, run).await {
             Ok(result) => result,
@@ -296,29 +516,252 @@ async fn run_weft(weft: &weft_planner::WeftContext, sql: &str, runs: usize) -> C
     };
     let mut cell = Cell::default();
     match once().await {
-        Ok(batches) => cell.rows = tpch::cells(&batches).unwrap_or_default(),
+        Ok((batches, _)) => cell.rows = tpch::cells(&batches).unwrap_or_default(),
         Err(e) => {
             cell.error = Some(e.to_string().replace('\n', " "));
             return cell;
         }
     }
-    cell.remote_queries = weft.explain(sql).await.ok().map(|e| e.remote.len());
     reset_peak_rss();
     let (mut times, mut moved) = (Vec::new(), Vec::new());
     for _ in 0..runs.max(1) {
-        let before = loopback_bytes();
+        for source in weft.sources() {
+            if let Some(log) = source.query_log() {
+                log.clear();
+            }
+        }
+        let before = wire_bytes();
         let started = Instant::now();
-        if let Err(e) = once().await {
-            cell.error = Some(e.to_string().replace('\n', " "));
-            return cell;
+        match once().await {
+            Ok((_, plan)) => cell.sources = traffic(weft, &plan),
+            Err(e) => {
+                cell.error = Some(e.to_string().replace('\n', " "));
+                return cell;
+            }
         }
         times.push(started.elapsed().as_secs_f64());
-        moved.push(loopback_bytes() - before);
+        moved.push(wire_bytes() - before);
     }
+    cell.remote_queries = Some(cell.sources.values().map(|t| t.statements as usize).sum());
     cell.seconds = Some(median(&mut times));
-    cell.loopback_bytes = Some(median_u64(&mut moved));
+    cell.wire_bytes = Some(median_u64(&mut moved));
     cell.peak_rss = peak_rss();
     cell
+}
+
+/// What each source sent during the run that made `plan`: the SQL sources' query logs, and
+/// the Parquet scans' metrics (rows out, bytes read).
+fn traffic(
+    weft: &weft_planner::WeftContext,
+    plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> BTreeMap<String, Traffic> {
+    let mut out: BTreeMap<String, Traffic> = BTreeMap::new();
+    for source in weft.sources() {
+        if let Some(log) = source.query_log() {
+            for query in log.queries() {
+                let t = out.entry(query.source.clone()).or_default();
+                t.statements += 1;
+                t.rows += query.rows.load(std::sync::atomic::Ordering::Relaxed);
+                t.bytes += query.bytes.load(std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    // Only one Parquet source in these placements: every file scan is its.
+    let Some(parquet) = weft.sources().iter().find(|s| s.kind() == "parquet") else {
+        return out;
+    };
+    let mut stack = vec![Arc::clone(plan)];
+    let mut scanned = Traffic::default();
+    while let Some(node) = stack.pop() {
+        if node.name() == "DataSourceExec" {
+            if let Some(metrics) = node.metrics() {
+                scanned.rows += metrics.output_rows().unwrap_or(0) as u64;
+                scanned.bytes += metrics
+                    .sum_by_name("bytes_scanned")
+                    .map_or(0, |v| v.as_usize() as u64);
+            }
+        }
+        stack.extend(node.children().into_iter().cloned());
+    }
+    if scanned.rows > 0 || scanned.bytes > 0 {
+        out.insert(parquet.name().to_string(), scanned);
+    }
+    out
+}
+
+/// `weft serve` over the bench's three sources, on a free loopback port; killed on drop.
+struct WeftServer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl WeftServer {
+    const USER: &'static str = "bench";
+
+    async fn start(args: &Args, data: &DataDir, pg_url: &str) -> Result<WeftServer> {
+        let bin = match &args.weft_bin {
+            Some(bin) => bin.clone(),
+            None => std::env::current_exe()?.with_file_name("weft"),
+        };
+        if !bin.is_file() {
+            bail!(
+                "--via-server needs the `weft` binary; none at {} (build it with \
+                 `cargo build --release -p weft-server`, or give --weft-bin)",
+                bin.display()
+            );
+        }
+        let hash = {
+            let mut child = Command::new(&bin)
+                .arg("hash-password")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("run {} hash-password", bin.display()))?;
+            writeln!(child.stdin.take().expect("piped"), "{}", Self::USER)?;
+            let out = child.wait_with_output()?;
+            if !out.status.success() {
+                bail!("{} hash-password failed", bin.display());
+            }
+            String::from_utf8(out.stdout)?.trim().to_string()
+        };
+        let tables: String = Table::ALL
+            .iter()
+            .map(|t| format!("{} = \"{}.parquet\"\n", t.name(), t.name()))
+            .collect();
+        let config = format!(
+            "[[sources]]\nname = \"{lake}\"\nkind = \"parquet\"\nurl = {parquet:?}\n\
+             [sources.tables]\n{tables}\n\
+             [[sources]]\nname = \"{lite}\"\nkind = \"sqlite\"\npath = {sqlite:?}\n\n\
+             [[sources]]\nname = \"{pg}\"\nkind = \"postgres\"\nurl = {pg_url:?}\n\
+             schemas = [\"{pg_schema}\"]\n\n\
+             [[users]]\nname = \"{user}\"\npassword_hash = \"{hash}\"\n",
+            lake = Store::Parquet.source(),
+            parquet = data.parquet().display().to_string(),
+            lite = Store::Sqlite.source(),
+            sqlite = data.sqlite().display().to_string(),
+            pg = Store::Postgres.source(),
+            pg_schema = Store::Postgres.schema(),
+            user = Self::USER,
+        );
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("weft.toml");
+        std::fs::write(&path, config)?;
+        let mut child = Command::new(&bin)
+            .arg("--config")
+            .arg(&path)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("WEFT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {} serve", bin.display()))?;
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                match line.strip_prefix("Listening on ") {
+                    Some(rest) => {
+                        if let Some(tx) = tx.take() {
+                            let url = rest.split_whitespace().next().unwrap_or_default();
+                            let _ = tx.send(url.to_string());
+                        }
+                    }
+                    None => eprintln!("  weft serve: {line}"),
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("weft serve did not start listening within 120 s");
+            }
+        };
+        eprintln!("weft serve: {url} (pid {})", child.id());
+        Ok(WeftServer {
+            child,
+            url,
+            _dir: dir,
+        })
+    }
+
+    async fn client(
+        &self,
+    ) -> Result<arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>> {
+        let channel = tonic::transport::Endpoint::from_shared(self.url.clone())?
+            .connect()
+            .await
+            .with_context(|| format!("connect to {}", self.url))?;
+        let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+        client
+            .handshake(Self::USER, Self::USER)
+            .await
+            .context("log in to weft serve")?;
+        Ok(client)
+    }
+
+    /// Runs `sql` through a Flight SQL client: a warm-up, then `runs` timed runs.
+    async fn run(&self, sql: &str, runs: usize) -> Cell {
+        let mut cell = Cell::default();
+        let mut client = match self.client().await {
+            Ok(client) => client,
+            Err(e) => {
+                cell.error = Some(format!("{e:#}"));
+                return cell;
+            }
+        };
+        let mut once = async || -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+            let run = async {
+                let info = client.execute(sql.to_string(), None).await?;
+                let mut batches = Vec::new();
+                for endpoint in info.endpoint {
+                    let ticket = endpoint.ticket.context("an endpoint without a ticket")?;
+                    let stream = client.do_get(ticket).await?;
+                    batches.extend(futures::TryStreamExt::try_collect::<Vec<_>>(stream).await?);
+                }
+                Ok::<_, anyhow::Error>(batches)
+            };
+            match tokio::time::timeout(WEFT_TIMEOUT, run).await {
+                Ok(result) => result,
+                Err(_) => bail!("timed out after {} s", WEFT_TIMEOUT.as_secs()),
+            }
+        };
+        match once().await {
+            Ok(batches) => cell.rows = tpch::cells(&batches).unwrap_or_default(),
+            Err(e) => {
+                cell.error = Some(format!("{e:#}").replace('\n', " "));
+                return cell;
+            }
+        }
+        let pid = self.child.id();
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        let (mut times, mut moved) = (Vec::new(), Vec::new());
+        for _ in 0..runs.max(1) {
+            let before = wire_bytes();
+            let started = Instant::now();
+            if let Err(e) = once().await {
+                cell.error = Some(format!("{e:#}").replace('\n', " "));
+                return cell;
+            }
+            times.push(started.elapsed().as_secs_f64());
+            moved.push(wire_bytes() - before);
+        }
+        cell.seconds = Some(median(&mut times));
+        cell.wire_bytes = Some(median_u64(&mut moved));
+        cell.peak_rss = peak_rss_of(&format!("/proc/{pid}/status"));
+        cell
+    }
+}
+
+impl Drop for WeftServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// How long Weft may run one query before it counts as failed.
@@ -342,11 +785,11 @@ async fn run_postgres(url: &str, sql: &str, runs: usize) -> Cell {
         client.simple_query(sql).await?;
         let (mut times, mut moved) = (Vec::new(), Vec::new());
         for _ in 0..runs.max(1) {
-            let before = loopback_bytes();
+            let before = wire_bytes();
             let started = Instant::now();
             client.simple_query(sql).await?;
             times.push(started.elapsed().as_secs_f64());
-            moved.push(loopback_bytes() - before);
+            moved.push(wire_bytes() - before);
         }
         drop(client);
         let _ = handle.await;
@@ -356,7 +799,7 @@ async fn run_postgres(url: &str, sql: &str, runs: usize) -> Cell {
     match result {
         Ok((seconds, bytes)) => {
             cell.seconds = Some(seconds);
-            cell.loopback_bytes = Some(bytes);
+            cell.wire_bytes = Some(bytes);
         }
         Err(e) => cell.error = Some(e.to_string()),
     }
@@ -390,6 +833,7 @@ fn run_duckdb(
         "tables": tables,
         "queries": queries.iter().map(|(n, sql)| json!({"n": n, "sql": sql})).collect::<Vec<_>>(),
         "runs": args.runs,
+        "iface": iface(),
     });
     let mut child = Command::new(&args.python)
         .arg(&script)
@@ -418,7 +862,7 @@ fn run_duckdb(
                     .map(|a| a.iter().filter_map(Value::as_f64).collect())
                     .unwrap_or_default();
                 cell.seconds = (!times.is_empty()).then(|| median(&mut times));
-                cell.loopback_bytes = r["loopback_bytes"].as_u64();
+                cell.wire_bytes = r["wire_bytes"].as_u64();
                 cell.peak_rss = r["peak_rss"].as_u64();
                 cell.rows = serde_json::from_value(r["rows"].clone()).unwrap_or_default();
             }
@@ -480,6 +924,7 @@ fn bytes(b: u64) -> String {
 
 struct Report<'a> {
     args: &'a Args,
+    engines: &'a [String],
     placements: &'a [Placement],
     queries: Vec<u32>,
     cells: &'a BTreeMap<(String, String, u32), Cell>,
@@ -598,9 +1043,14 @@ impl Report<'_> {
                     "engine": engine,
                     "query": n,
                     "seconds": c.seconds,
-                    "loopback_bytes": c.loopback_bytes,
+                    "wire_bytes": c.wire_bytes,
                     "peak_rss": c.peak_rss,
                     "remote_queries": c.remote_queries,
+                    "sources": c.sources.iter().map(|(name, t)| (name.clone(), json!({
+                        "statements": t.statements,
+                        "rows": t.rows,
+                        "bytes": t.bytes,
+                    }))).collect::<serde_json::Map<_, _>>(),
                     "rows": c.rows.len(),
                     "error": c.error,
                     "correct": Self::correct(c),
@@ -614,28 +1064,44 @@ impl Report<'_> {
             "runs": self.args.runs,
             "machine": Self::machine(),
             "date": Self::now(),
-            "engines": self.args.engines,
+            "engines": self.engines,
+            "network": match self.args.link {
+                Some(rate) => json!({"interface": iface(), "rate_bits_per_second": rate}),
+                None => json!({"interface": "lo"}),
+            },
             "cells": cells,
         })
     }
 
     fn markdown(&self) -> String {
         let mut md = format!(
-            "## TPC-H SF {} — {} — {}\n\nMedian of {} runs after a warm-up. Bytes: over \
-             loopback during one run (Postgres traffic; Parquet and SQLite are read from local \
-             files). ✓: the answer matches Weft's `local` answer, DuckDB's answer on the \
-             Parquet files{}.\n",
+            "## TPC-H SF {} — {} — {}\n\nMedian of {} timed run(s) after a warm-up. {} \
+             *From sources*: what Weft's own counters saw in one run, per source: statements \
+             sent, rows and Arrow bytes received (for Parquet: rows out of the scans and bytes \
+             read from the files). ✓: the answer matches Weft's `local` answer, DuckDB's answer \
+             on the Parquet files{}.\n",
             self.args.sf,
             Self::machine(),
             Self::now(),
             self.args.runs,
+            match self.args.link {
+                Some(rate) => format!(
+                    "PostgreSQL ran behind a link shaped to {} Mbit/s each way (veth pair, `tc \
+                     tbf`); *bytes*: what crossed that link in one run, both directions.",
+                    rate as f64 / 1e6
+                ),
+                None => "*Bytes*: what crossed loopback in one run (PostgreSQL's traffic, and \
+                         the Flight SQL results of `weft-server`; Parquet and SQLite are local \
+                         files)."
+                    .to_string(),
+            },
             if (self.args.sf - 0.01).abs() < 1e-12 {
                 " and the checked-in answers"
             } else {
                 ""
             }
         );
-        let engines: Vec<&str> = self.args.engines.iter().map(String::as_str).collect();
+        let engines: Vec<&str> = self.engines.iter().map(String::as_str).collect();
         // Geometric means first.
         md.push_str(
             "\n### Geometric mean time (s) over the queries every engine answered\n\n| placement |",
@@ -643,11 +1109,13 @@ impl Report<'_> {
         for e in &engines {
             md.push_str(&format!(" {e} |"));
         }
-        md.push_str(" weft ÷ duckdb | weft ÷ weft local | Weft correct |\n|---|");
+        md.push_str(
+            " weft ÷ duckdb | weft ÷ weft local | bytes weft ÷ duckdb (sum) | Weft answers correct |\n|---|",
+        );
         for _ in &engines {
             md.push_str("---:|");
         }
-        md.push_str("---:|---:|---|\n");
+        md.push_str("---:|---:|---:|---|\n");
         for &placement in self.placements {
             let present: Vec<&str> = engines
                 .iter()
@@ -693,17 +1161,29 @@ impl Report<'_> {
                     .filter_map(|n| self.seconds(Placement::Local, "weft", *n))
                     .collect::<Vec<_>>(),
             );
-            let weft_cells: Vec<&Cell> = self
-                .queries
+            let weft_cells: Vec<&Cell> = engines
                 .iter()
-                .filter_map(|n| self.cell(placement, "weft", *n))
+                .filter(|e| e.starts_with("weft"))
+                .flat_map(|e| self.queries.iter().map(move |n| (e, *n)))
+                .filter_map(|(e, n)| self.cell(placement, e, n))
                 .collect();
             let right = weft_cells
                 .iter()
                 .filter(|c| Self::correct(c) == Some(true))
                 .count();
+            let total_bytes = |e: &str| {
+                let sum: u64 = common
+                    .iter()
+                    .filter_map(|n| self.cell(placement, e, *n).and_then(|c| c.wire_bytes))
+                    .sum();
+                (present.contains(&e) && !common.is_empty()).then_some(sum as f64)
+            };
+            let byte_ratio = match (total_bytes("weft"), total_bytes("duckdb")) {
+                (Some(w), Some(d)) if d > 0.0 => format!("{:.2}", w / d),
+                _ => "—".to_string(),
+            };
             md.push_str(&format!(
-                " {} | {} | {right}/{} |\n",
+                " {} | {} | {byte_ratio} | {right}/{} |\n",
                 ratio(gm("weft"), gm("duckdb")),
                 ratio(gm("weft"), local_gm),
                 weft_cells.len()
@@ -714,11 +1194,13 @@ impl Report<'_> {
             for e in &engines {
                 md.push_str(&format!(" {e} s |"));
             }
-            md.push_str(" weft ÷ duckdb | weft bytes | duckdb bytes | weft remote queries | weft ✓ |\n|---|");
+            md.push_str(
+                " weft ÷ duckdb | weft bytes | duckdb bytes | weft from sources | Weft ✓ |\n|---|",
+            );
             for _ in &engines {
                 md.push_str("---:|");
             }
-            md.push_str("---:|---:|---:|---:|---|\n");
+            md.push_str("---:|---:|---:|---|---|\n");
             for &n in &self.queries {
                 md.push_str(&format!("| q{n:02} |"));
                 for e in &engines {
@@ -740,19 +1222,28 @@ impl Report<'_> {
                 };
                 let b = |e: &str| {
                     self.cell(placement, e, n)
-                        .and_then(|c| c.loopback_bytes)
+                        .and_then(|c| c.wire_bytes)
                         .map(bytes)
                         .unwrap_or_else(|| "—".to_string())
                 };
                 let weft = self.cell(placement, "weft", n);
                 let remote = weft
-                    .and_then(|c| c.remote_queries)
-                    .map(|r| r.to_string())
+                    .filter(|c| c.error.is_none())
+                    .map(|c| traffic_summary(&c.sources))
                     .unwrap_or_else(|| "—".to_string());
-                let correct = match weft.map(Self::correct) {
-                    Some(Some(true)) => "✓",
-                    Some(Some(false)) => "✗",
-                    _ => "—",
+                // Every Weft engine's answer: ✓ only when all are right.
+                let verdicts: Vec<Option<bool>> = engines
+                    .iter()
+                    .filter(|e| e.starts_with("weft"))
+                    .filter_map(|e| self.cell(placement, e, n))
+                    .map(Self::correct)
+                    .collect();
+                let correct = if verdicts.contains(&Some(false)) {
+                    "✗"
+                } else if !verdicts.is_empty() && verdicts.iter().all(|v| *v == Some(true)) {
+                    "✓"
+                } else {
+                    "—"
                 };
                 md.push_str(&format!(
                     " {ratio} | {} | {} | {remote} | {correct} |\n",
@@ -836,5 +1327,21 @@ impl Report<'_> {
         }
         svg.push_str("</svg>\n");
         svg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_are_read_as_tc_writes_them() {
+        assert_eq!(parse_rate("1gbit"), Ok(1_000_000_000));
+        assert_eq!(parse_rate("100Mbit"), Ok(100_000_000));
+        assert_eq!(parse_rate("2.5mbit"), Ok(2_500_000));
+        assert_eq!(parse_rate("500kbit"), Ok(500_000));
+        assert_eq!(parse_rate("1000000"), Ok(1_000_000));
+        assert!(parse_rate("fast").unwrap_err().contains("`fast`"));
+        assert!(parse_rate("10kbit").unwrap_err().contains("below"));
     }
 }

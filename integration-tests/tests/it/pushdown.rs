@@ -120,3 +120,41 @@ async fn explain_shows_the_sql_per_source() {
     assert!(text.contains("VirtualExecutionPlan name=shop"), "{text}");
     assert!(text.contains("WHERE (`customers`.`id` = 7)"), "{text}");
 }
+
+#[tokio::test]
+async fn the_query_log_counts_the_rows_and_bytes_each_statement_returned() {
+    let (weft, shop) = federated().await;
+    let sql = "SELECT id, name FROM shop.main.customers WHERE country = 'NL'";
+    let got = weft.sql(sql).await.unwrap().collect().await.unwrap();
+    let rows: usize = got.iter().map(|b| b.num_rows()).sum();
+    assert!(rows > 0, "the query should match some rows");
+
+    let logged = shop.query_log().unwrap().queries();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    let received = &logged[0];
+    assert_eq!(received.source, "shop");
+    let counted = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(counted(&received.rows), rows as u64);
+    // The data itself: the 8-byte ids and the names' offsets and text, not the capacity
+    // the connector allocated.
+    let names: usize = got
+        .iter()
+        .map(|b| {
+            let text = datafusion::arrow::compute::cast(
+                b.column(1),
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
+            text.to_data().buffers()[1].len()
+        })
+        .sum();
+    let bytes = counted(&received.bytes);
+    assert!(
+        bytes >= (8 * rows + names) as u64,
+        "{bytes} bytes for {rows} rows with {names} bytes of names"
+    );
+    assert!(
+        bytes <= (8 * rows + names + 16 * rows + 64) as u64,
+        "{bytes} bytes for {rows} rows with {names} bytes of names"
+    );
+}
