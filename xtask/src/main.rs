@@ -115,30 +115,27 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
             .args(["install", "-y", "-qq", "iproute2"])
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
-    if args.iter().any(|a| a == "--via-server") {
-        // weft-bench finds `weft` beside itself.
-        run(Command::new(cargo_bin()).args([
-            "build",
-            "--quiet",
-            "--release",
-            "--package",
-            "weft-server",
-            "--bin",
-            "weft",
-        ]))?;
-    }
-    let mut command = Command::new(cargo_bin());
-    command.args([
-        "run",
+    // One build of both binaries: cargo unifies features per invocation, so building them
+    // apart would compile DataFusion twice, once per feature set. weft-bench finds `weft`
+    // (for --via-server) beside itself.
+    run(Command::new(cargo_bin()).args([
+        "build",
         "--quiet",
         "--release",
         "--package",
         "integration-tests",
         "--bin",
         "weft-bench",
-        "--",
-        "--python",
-    ]);
+        "--package",
+        "weft-server",
+        "--bin",
+        "weft",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let mut command = Command::new(target.join("release").join("weft-bench"));
+    command.arg("--python");
     command
         .arg(&python)
         .arg("--cache")

@@ -300,8 +300,8 @@ struct Link {
 }
 
 impl Link {
-    const HOST_IP: &'static str = "10.213.77.1";
-    const REMOTE_IP: &'static str = "10.213.77.2";
+    const HOST_IP: &str = "10.213.77.1";
+    const REMOTE_IP: &str = "10.213.77.2";
 
     fn up(rate: u64) -> Result<Link> {
         let id = std::process::id();
@@ -597,7 +597,7 @@ struct WeftServer {
 }
 
 impl WeftServer {
-    const USER: &'static str = "bench";
+    const USER: &str = "bench";
 
     async fn start(args: &Args, data: &DataDir, pg_url: &str) -> Result<WeftServer> {
         let bin = match &args.weft_bin {
@@ -783,6 +783,13 @@ async fn run_postgres(url: &str, sql: &str, runs: usize) -> Cell {
             ))
             .await?;
         client.simple_query(sql).await?;
+        // The backend serving this connection, for its peak memory (parallel workers, being
+        // other processes, are not counted). Same machine, same /proc.
+        let backend: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        let _ = std::fs::write(format!("/proc/{backend}/clear_refs"), "5");
         let (mut times, mut moved) = (Vec::new(), Vec::new());
         for _ in 0..runs.max(1) {
             let before = wire_bytes();
@@ -791,15 +798,17 @@ async fn run_postgres(url: &str, sql: &str, runs: usize) -> Cell {
             times.push(started.elapsed().as_secs_f64());
             moved.push(wire_bytes() - before);
         }
+        let peak = peak_rss_of(&format!("/proc/{backend}/status"));
         drop(client);
         let _ = handle.await;
-        Ok::<_, tokio_postgres::Error>((median(&mut times), median_u64(&mut moved)))
+        Ok::<_, tokio_postgres::Error>((median(&mut times), median_u64(&mut moved), peak))
     }
     .await;
     match result {
-        Ok((seconds, bytes)) => {
+        Ok((seconds, bytes, peak)) => {
             cell.seconds = Some(seconds);
             cell.wire_bytes = Some(bytes);
+            cell.peak_rss = peak;
         }
         Err(e) => cell.error = Some(e.to_string()),
     }
@@ -994,7 +1003,10 @@ impl Report<'_> {
 
     fn write(&self) -> Result<()> {
         std::fs::create_dir_all(&self.args.out)?;
-        let stem = format!("tpch-sf{}", self.args.sf);
+        let stem = match self.args.link {
+            Some(rate) => format!("tpch-sf{}-link{}mbit", self.args.sf, rate / 1_000_000),
+            None => format!("tpch-sf{}", self.args.sf),
+        };
         let markdown = self.markdown();
         let json_path = self.args.out.join(format!("{stem}.json"));
         let md_path = self.args.out.join(format!("{stem}.md"));
@@ -1195,12 +1207,12 @@ impl Report<'_> {
                 md.push_str(&format!(" {e} s |"));
             }
             md.push_str(
-                " weft ÷ duckdb | weft bytes | duckdb bytes | weft from sources | Weft ✓ |\n|---|",
+                " weft ÷ duckdb | weft bytes | duckdb bytes | weft from sources | peak MB weft · duckdb | Weft ✓ |\n|---|",
             );
             for _ in &engines {
                 md.push_str("---:|");
             }
-            md.push_str("---:|---:|---:|---|---|\n");
+            md.push_str("---:|---:|---:|---|---:|---|\n");
             for &n in &self.queries {
                 md.push_str(&format!("| q{n:02} |"));
                 for e in &engines {
@@ -1245,10 +1257,17 @@ impl Report<'_> {
                 } else {
                     "—"
                 };
+                let mb = |e: &str| {
+                    self.cell(placement, e, n)
+                        .and_then(|c| c.peak_rss)
+                        .map_or_else(|| "—".to_string(), |p| (p >> 20).to_string())
+                };
                 md.push_str(&format!(
-                    " {ratio} | {} | {} | {remote} | {correct} |\n",
+                    " {ratio} | {} | {} | {remote} | {} · {} | {correct} |\n",
                     b("weft"),
-                    b("duckdb")
+                    b("duckdb"),
+                    mb("weft"),
+                    mb("duckdb")
                 ));
             }
         }
