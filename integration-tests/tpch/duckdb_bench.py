@@ -10,7 +10,7 @@ Job:
    "tables": {"lineitem": "parquet" | "postgres" | "sqlite", ...},
    "queries": [{"n": 1, "sql": "..."}], "runs": N, "threads": N}
 
-Result, per query: {"n", "times": [seconds...], "loopback_bytes": int (median run),
+Result, per query: {"n", "times": [seconds...], "wire_bytes": int (median run),
 "peak_rss": bytes, "rows": [[text...]...]} or {"n", "error": "..."}.
 """
 
