@@ -135,6 +135,7 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let mut command = Command::new(target.join("release").join("weft-bench"));
+    command.env("CARGO_MANIFEST_DIR", root.join("integration-tests"));
     command.arg("--python");
     command
         .arg(&python)
@@ -163,8 +164,13 @@ fn corpus(args: &[String]) -> Result<()> {
     run(&mut command)
 }
 
+/// The workspace's root, from the directory cargo runs xtask for (the compile-time one may
+/// be a checkout that no longer exists: target directories are shared between clones).
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("xtask lives in the workspace root")
         .to_path_buf()

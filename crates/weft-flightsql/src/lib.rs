@@ -232,16 +232,14 @@ async fn discover(
     Ok(tables)
 }
 
-/// What a DataFusion-based server computes as Weft's own DataFusion does: everything but
-/// semi and anti joins, which DataFusion's unparser does not write faithfully (it drops the
-/// subquery side's filters).
+/// What a DataFusion-based server computes as Weft's own DataFusion does: everything.
 fn capabilities() -> Capabilities {
     let state = SessionStateBuilder::new().with_default_features().build();
     let mut caps = Capabilities::scan_only("datafusion");
     caps.scalar_functions = state.scalar_functions().keys().cloned().collect();
     caps.aggregate_functions = state.aggregate_functions().keys().cloned().collect();
     caps.joins = true;
-    caps.semi_joins = false;
+    caps.semi_joins = true;
     caps.aggregates = true;
     caps.sort_and_limit = true;
     caps.division = true;

@@ -10,6 +10,7 @@
 //!   source ([`crate::pushdown`]); the rest stays in DataFusion. A filter that is partly
 //!   pushable is split, and the pushable conjuncts go to the source.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use std::ops::ControlFlow;
@@ -414,6 +415,31 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
                 alias.alias,
             )?))
         }
+        // A sort by a group column of an aggregate that reads a named derived table
+        // (`name_derived_aggregate`) sorts by the derived table's column: the unparser would
+        // write the column's old qualifier, a table the FROM clause no longer has.
+        LogicalPlan::Sort(sort) if sorts_by_derived_group_column(&sort) => {
+            let groups = derived_group_columns(&sort.input).expect("checked above");
+            let exprs = sort
+                .expr
+                .iter()
+                .map(|s| {
+                    let expr = s.expr.clone().transform(|e| match &e {
+                        Expr::Column(c) => match groups.get(c) {
+                            Some(inner) => Ok(Transformed::yes(inner.clone())),
+                            None => Ok(Transformed::no(e)),
+                        },
+                        _ => Ok(Transformed::no(e)),
+                    })?;
+                    Ok(s.with_expr(expr.data))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Transformed::yes(LogicalPlan::Sort(datafusion::logical_expr::Sort {
+                expr: exprs,
+                input: Arc::clone(&sort.input),
+                fetch: sort.fetch,
+            }))
+        }
         // A sort over a projection that names unaliased computed columns (`ORDER BY 2` of
         // `SELECT c, d - e`) sorts by the expressions themselves: the unparser would write
         // the column's internal name (`ORDER BY "t1.d - t1.e"`), which no source knows.
@@ -492,6 +518,13 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         LogicalPlan::Join(mut join) => {
             let left = project_filtered_scan(Arc::unwrap_or_clone(join.left))?;
             let right = project_filtered_scan(Arc::unwrap_or_clone(join.right))?;
+            let (left, right) = match join.join_type {
+                JoinType::LeftSemi | JoinType::LeftAnti => (left, right.transform_data(name_once)?),
+                JoinType::RightSemi | JoinType::RightAnti => {
+                    (left.transform_data(name_once)?, right)
+                }
+                _ => (left, right),
+            };
             let mut changed = left.transformed || right.transformed;
             join.left = Arc::new(left.data);
             join.right = Arc::new(right.data);
@@ -510,6 +543,70 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     })
 }
 
+/// `alias -> alias -> x` becomes `alias -> projection -> alias -> x`. The unparser writes
+/// only the inner alias (`FROM t AS l2`), while the expressions around it name the outer
+/// one; a semi join's subquery side (`EXISTS (SELECT 1 FROM ... WHERE outer = inner)`) is
+/// where the optimizer leaves two.
+fn name_once(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    match plan {
+        LogicalPlan::SubqueryAlias(mut alias)
+            if matches!(alias.input.as_ref(), LogicalPlan::SubqueryAlias(_)) =>
+        {
+            alias.input = Arc::new(project_all(Arc::unwrap_or_clone(alias.input))?);
+            Ok(Transformed::yes(LogicalPlan::SubqueryAlias(
+                SubqueryAlias::try_new(alias.input, alias.alias)?,
+            )))
+        }
+        plan => Ok(Transformed::no(plan)),
+    }
+}
+
+/// The group columns of an aggregate over `name_derived_aggregate`'s derived table, as the
+/// nodes above it (through column-passing projections) name them, mapped to the derived
+/// table's column they read.
+fn derived_group_columns(plan: &LogicalPlan) -> Option<HashMap<Column, Expr>> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let inner = derived_group_columns(&p.input)?;
+            Some(
+                p.expr
+                    .iter()
+                    .filter_map(|e| match e {
+                        Expr::Column(c) => inner.get(c).map(|i| (c.clone(), i.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        }
+        LogicalPlan::Aggregate(a) => {
+            let LogicalPlan::SubqueryAlias(alias) = a.input.as_ref() else {
+                return None;
+            };
+            if alias.alias.table() != DERIVED {
+                return None;
+            }
+            Some(
+                a.schema
+                    .columns()
+                    .into_iter()
+                    .zip(&a.group_expr)
+                    .map(|(c, g)| (c, g.clone().unalias()))
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
+}
+
+fn sorts_by_derived_group_column(sort: &datafusion::logical_expr::Sort) -> bool {
+    let Some(groups) = derived_group_columns(&sort.input) else {
+        return false;
+    };
+    sort.expr
+        .iter()
+        .any(|s| s.expr.column_refs().iter().any(|c| groups.contains_key(c)))
+}
+
 /// A projection over an aggregate with a column it does not name with an alias.
 fn unnamed_aggregate_columns(plan: &LogicalPlan) -> bool {
     match plan {
@@ -521,13 +618,15 @@ fn unnamed_aggregate_columns(plan: &LogicalPlan) -> bool {
     }
 }
 
+/// The alias of the derived table `name_derived_aggregate` makes.
+const DERIVED: &str = "__weft_derived";
+
 /// An aggregate over an aggregate (`SELECT DISTINCT count(*) * 2 FROM t`) reads it as a
 /// derived table; the unparser would leave that table's columns unnamed and the outer
 /// SELECT naming them by their internal names (`"count(Int64(1))"`). The inner result gets
 /// a SELECT list that names every column and a table alias, which the outer aggregate
 /// reads, under its own output names as before.
 fn name_derived_aggregate(node: &LogicalPlan) -> Result<Option<LogicalPlan>> {
-    const DERIVED: &str = "__weft_derived";
     let LogicalPlan::Aggregate(outer) = node else {
         return Ok(None);
     };
@@ -915,6 +1014,8 @@ fn select_list_matches(statement: &Statement, plan: &LogicalPlan) -> bool {
 fn project_filtered_scan(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     fn is_filtered_scan(plan: &LogicalPlan) -> bool {
         match plan {
+            // Filters inside a scan are taken out by the unparser like a filter above it.
+            LogicalPlan::TableScan(scan) => !scan.filters.is_empty(),
             LogicalPlan::Filter(f) => match f.input.as_ref() {
                 LogicalPlan::TableScan(_) => true,
                 other => matches!(other, LogicalPlan::Filter(_)) && is_filtered_scan(other),

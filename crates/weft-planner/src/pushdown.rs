@@ -33,7 +33,7 @@ pub(crate) fn node_pushable(plan: &LogicalPlan, caps: &Capabilities, input_limit
                 JoinType::LeftSemi
                 | JoinType::RightSemi
                 | JoinType::LeftAnti
-                | JoinType::RightAnti => caps.semi_joins,
+                | JoinType::RightAnti => caps.semi_joins && semi_join_unparsable(j),
                 _ => false,
             };
             let schema = j.left.schema().join(j.right.schema());
@@ -89,6 +89,32 @@ pub(crate) fn node_pushable(plan: &LogicalPlan, caps: &Capabilities, input_limit
     }
 }
 
+/// Whether the unparser writes this semi or anti join as the `[NOT] EXISTS` it means.
+///
+/// The subquery side becomes `EXISTS (SELECT 1 FROM <side> WHERE <on> AND <filter>)`, so:
+/// - it must be one relation (a table or an aliased derived table): a bare join or filter
+///   would be written into the outer SELECT;
+/// - no table name may be visible on both sides, or the correlated `outer.c = inner.c` would
+///   read the inner table twice;
+/// - `NOT IN` (a null-aware anti join) is not `NOT EXISTS` when the subquery has a NULL.
+fn semi_join_unparsable(j: &datafusion::logical_expr::Join) -> bool {
+    let subquery_side = match j.join_type {
+        JoinType::RightSemi | JoinType::RightAnti => &j.left,
+        _ => &j.right,
+    };
+    let one_relation = matches!(
+        subquery_side.as_ref(),
+        LogicalPlan::SubqueryAlias(_) | LogicalPlan::TableScan(_)
+    );
+    let qualifiers = |plan: &LogicalPlan| {
+        plan.schema()
+            .iter()
+            .filter_map(|(q, _)| q.cloned())
+            .collect::<std::collections::HashSet<_>>()
+    };
+    !j.null_aware && one_relation && qualifiers(&j.left).is_disjoint(&qualifiers(&j.right))
+}
+
 /// Whether the node cuts its result to a number of rows.
 pub(crate) fn limits(plan: &LogicalPlan) -> bool {
     match plan {
@@ -122,6 +148,7 @@ pub(crate) fn expr_pushable(expr: &Expr, schema: &DFSchema, caps: &Capabilities)
                 | Operator::IsNotDistinctFrom => comparable(left, right, schema, caps, *op),
                 Operator::Plus | Operator::Minus | Operator::Multiply => {
                     arithmetic(left, right, schema, caps)
+                        && exact_decimal_arithmetic(expr, left, *op, right, schema)
                 }
                 // A decimal quotient is truncated to DataFusion's scale for the types;
                 // a source rounds it, or keeps more places.
@@ -187,7 +214,8 @@ pub(crate) fn expr_pushable(expr: &Expr, schema: &DFSchema, caps: &Capabilities)
                 && (from == *data_type
                     || (caps.numeric_casts
                         && is_integer(&from)
-                        && matches!(data_type, DataType::Int64 | DataType::Float64)))
+                        && matches!(data_type, DataType::Int64 | DataType::Float64))
+                    || (caps.decimals && exact_decimal_cast(&from, data_type)))
         }
         Expr::ScalarFunction(ScalarFunction { func, args }) => {
             caps.scalar_functions.contains(func.name()) && args.iter().all(pushable)
@@ -225,9 +253,77 @@ fn literal_pushable(value: &ScalarValue, caps: &Capabilities) -> bool {
             v.as_deref().is_none_or(|s| !s.contains('\0'))
         }
         ScalarValue::Date32(_) => caps.date_comparisons,
-        ScalarValue::Decimal128(..) | ScalarValue::Decimal256(..) => caps.decimals,
+        // A negative scale is written as a cast to a scale of 0.
+        ScalarValue::Decimal128(_, _, scale) | ScalarValue::Decimal256(_, _, scale) => {
+            caps.decimals && *scale >= 0
+        }
         _ => false,
     }
+}
+
+/// The precision and scale of a decimal type.
+fn decimal_digits(t: &DataType) -> Option<(u8, i8)> {
+    match t {
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => Some((*p, *s)),
+        _ => None,
+    }
+}
+
+/// Decimal `+`, `-` and `*` are exact in a SQL `numeric` as in DataFusion, which gives the
+/// result the scale of the exact value: the larger scale for a sum or difference, the sum of
+/// the scales for a product. Where DataFusion's result type would round (or the operands are
+/// not both decimals), the expression stays in DataFusion. A value too large for the result's
+/// precision is an error in the connector's decoder, never a rounded value.
+fn exact_decimal_arithmetic(
+    expr: &Expr,
+    left: &Expr,
+    op: Operator,
+    right: &Expr,
+    schema: &DFSchema,
+) -> bool {
+    let (lt, rt) = (type_of(left, schema), type_of(right, schema));
+    if !is_decimal(&lt) && !is_decimal(&rt) {
+        return true;
+    }
+    let (Some((_, ls)), Some((_, rs)), Some((_, scale))) = (
+        decimal_digits(&lt),
+        decimal_digits(&rt),
+        decimal_digits(&type_of(expr, schema)),
+    ) else {
+        return false;
+    };
+    if ls < 0 || rs < 0 {
+        return false;
+    }
+    let exact_scale = match op {
+        Operator::Multiply => i16::from(ls) + i16::from(rs),
+        _ => i16::from(ls.max(rs)),
+    };
+    i16::from(scale) == exact_scale
+}
+
+/// A cast that keeps every value exactly: an integer into a decimal with room for all its
+/// digits, or a decimal into one with at least its scale and its integer digits.
+fn exact_decimal_cast(from: &DataType, to: &DataType) -> bool {
+    let Some((p, s)) = decimal_digits(to) else {
+        return false;
+    };
+    if s < 0 {
+        return false;
+    }
+    let integer_digits = i16::from(p) - i16::from(s);
+    let needed = match from {
+        DataType::Int8 | DataType::UInt8 => 3,
+        DataType::Int16 | DataType::UInt16 => 5,
+        DataType::Int32 | DataType::UInt32 => 10,
+        DataType::Int64 => 19,
+        DataType::UInt64 => 20,
+        _ => match decimal_digits(from) {
+            Some((fp, fs)) if fs >= 0 && fs <= s => i16::from(fp) - i16::from(fs),
+            _ => return false,
+        },
+    };
+    integer_digits >= needed
 }
 
 fn type_of(expr: &Expr, schema: &DFSchema) -> DataType {

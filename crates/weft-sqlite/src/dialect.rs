@@ -25,6 +25,7 @@ pub(crate) fn capabilities() -> Capabilities {
         .map(String::from)
         .collect();
     caps.joins = true;
+    caps.semi_joins = true;
     caps.aggregates = true;
     caps.sort_and_limit = true;
     caps.date_comparisons = true;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -823,7 +823,12 @@ fn run_duckdb(
     placement: Placement,
     queries: &[(u32, &str)],
 ) -> Result<Vec<(u32, Cell)>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch/duckdb_bench.py");
+    // Where cargo (or xtask) says the crate is: the compile-time path may be a checkout
+    // that no longer exists, since target directories are shared.
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let script = crate_dir.join("tpch/duckdb_bench.py");
     let tables: serde_json::Map<String, Value> = Table::ALL
         .iter()
         .map(|t| {
