@@ -32,6 +32,7 @@ use datafusion::sql::unparser::Unparser;
 use datafusion_federation::FederationProvider;
 use weft_core::remote::{remote_table_info, Capabilities};
 
+use crate::avg::{finish_decimal_avg, split_decimal_avg};
 use crate::pushdown::{expr_pushable, limits, node_pushable};
 use crate::unparse::{cast_literals, restore_names, use_remote_names};
 
@@ -160,6 +161,18 @@ fn visit(
                     ..first.clone()
                 };
                 return Ok((plan, Some(remote)));
+            }
+            // An aggregate held back only by a decimal `avg`: its sum and count go to the
+            // source, the average is finished here by DataFusion's rule.
+            if let (LogicalPlan::Aggregate(aggregate), true) = (&plan, same) {
+                if let Some((parts, finish)) = split_decimal_avg(aggregate)? {
+                    if node_pushable(&parts, &first.capabilities, input_limited)
+                        && unparses_cleanly(&parts, first.dialect.as_ref())
+                    {
+                        let parts = federate(parts, first, config)?;
+                        return Ok((finish_decimal_avg(parts, finish)?, None));
+                    }
+                }
             }
             // A filter over one remote input: push the conjuncts the source can evaluate.
             if let (LogicalPlan::Filter(filter), [Some(remote)]) = (&plan, remotes.as_slice()) {

@@ -39,6 +39,7 @@
 //! # }
 //! ```
 
+mod avg;
 mod federate;
 mod pushdown;
 mod unparse;
