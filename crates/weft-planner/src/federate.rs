@@ -532,10 +532,17 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
             let left = project_filtered_scan(Arc::unwrap_or_clone(join.left))?;
             let right = project_filtered_scan(Arc::unwrap_or_clone(join.right))?;
             let (left, right) = match join.join_type {
-                JoinType::LeftSemi | JoinType::LeftAnti => (left, right.transform_data(name_once)?),
-                JoinType::RightSemi | JoinType::RightAnti => {
-                    (left.transform_data(name_once)?, right)
-                }
+                JoinType::LeftSemi | JoinType::LeftAnti => (
+                    left.transform_data(derive_filtered_relation)?,
+                    right
+                        .transform_data(derive_filtered_relation)?
+                        .transform_data(name_once)?,
+                ),
+                JoinType::RightSemi | JoinType::RightAnti => (
+                    left.transform_data(derive_filtered_relation)?
+                        .transform_data(name_once)?,
+                    right.transform_data(derive_filtered_relation)?,
+                ),
                 _ => (left, right),
             };
             let mut changed = left.transformed || right.transformed;
@@ -554,6 +561,39 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         }
         other => Transformed::no(other),
     })
+}
+
+/// A chain of filters and aliases over a table scan, with a filter anywhere in it, becomes
+/// an aliased derived table. The unparser takes the filters of such a chain out of a join's
+/// input and, for a semi or anti join, never writes them back.
+fn derive_filtered_relation(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let mut node = &plan;
+    let mut filtered = false;
+    let mut name = None;
+    loop {
+        match node {
+            LogicalPlan::Filter(f) => {
+                filtered = true;
+                node = f.input.as_ref();
+            }
+            LogicalPlan::SubqueryAlias(a) => {
+                name.get_or_insert_with(|| a.alias.clone());
+                node = a.input.as_ref();
+            }
+            LogicalPlan::TableScan(scan) => {
+                filtered |= !scan.filters.is_empty();
+                name.get_or_insert_with(|| scan.table_name.clone());
+                break;
+            }
+            _ => return Ok(Transformed::no(plan)),
+        }
+    }
+    match name {
+        Some(name) if filtered => Ok(Transformed::yes(LogicalPlan::SubqueryAlias(
+            SubqueryAlias::try_new(Arc::new(project_all(plan)?), name)?,
+        ))),
+        _ => Ok(Transformed::no(plan)),
+    }
 }
 
 /// `alias -> alias -> x` becomes `alias -> projection -> alias -> x`. The unparser writes

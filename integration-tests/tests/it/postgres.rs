@@ -287,6 +287,9 @@ async fn exists_and_in_subqueries_run_in_postgres_but_not_in_keeps_its_nulls() {
            AND region <> 'r0'",
         "SELECT id FROM pg.public.c WHERE id IN
            (SELECT c_id FROM pg.public.o GROUP BY c_id HAVING sum(total) > 12000) ORDER BY id",
+        "SELECT count(*) AS n FROM (SELECT * FROM pg.public.c WHERE region = 'r1') AS x
+         WHERE EXISTS (SELECT 1 FROM pg.public.o WHERE o.c_id = x.id AND o.total < 100)
+           AND NOT EXISTS (SELECT 1 FROM pg.public.o AS y WHERE y.c_id = x.id AND y.status = 'open')",
         "SELECT count(*) AS n FROM pg.public.o o1 WHERE EXISTS
            (SELECT 1 FROM pg.public.o o2 WHERE o2.c_id = o1.c_id AND o2.id <> o1.id AND o2.status = 'void')",
     ] {
