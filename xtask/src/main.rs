@@ -115,22 +115,27 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
             .args(["install", "-y", "-qq", "iproute2"])
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
-    // One build of both binaries: cargo unifies features per invocation, so building them
-    // apart would compile DataFusion twice, once per feature set. weft-bench finds `weft`
-    // (for --via-server) beside itself.
-    run(Command::new(cargo_bin()).args([
+    // `weft` (the Flight SQL server, with substrait and the server crates) is built only for
+    // --via-server: a first run on a fresh machine spends most of its time compiling. When
+    // it is, it is built in the same invocation as weft-bench: cargo unifies features per
+    // invocation, so building them apart would compile DataFusion twice. weft-bench finds
+    // `weft` beside itself.
+    let mut build = Command::new(cargo_bin());
+    build.args([
         "build",
-        "--quiet",
         "--release",
         "--package",
         "integration-tests",
         "--bin",
         "weft-bench",
-        "--package",
-        "weft-server",
-        "--bin",
-        "weft",
-    ]))?;
+    ]);
+    if args.iter().any(|a| a == "--via-server") {
+        build.args(["--package", "weft-server", "--bin", "weft"]);
+    }
+    let started = Instant::now();
+    println!("xtask: building weft-bench in release mode (a first build takes a while)");
+    run(&mut build)?;
+    println!("xtask: built in {}", elapsed(started));
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
