@@ -433,25 +433,7 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         // write the column's old qualifier, a table the FROM clause no longer has.
         LogicalPlan::Sort(sort) if sorts_by_derived_group_column(&sort) => {
             let groups = derived_group_columns(&sort.input).expect("checked above");
-            let exprs = sort
-                .expr
-                .iter()
-                .map(|s| {
-                    let expr = s.expr.clone().transform(|e| match &e {
-                        Expr::Column(c) => match groups.get(c) {
-                            Some(inner) => Ok(Transformed::yes(inner.clone())),
-                            None => Ok(Transformed::no(e)),
-                        },
-                        _ => Ok(Transformed::no(e)),
-                    })?;
-                    Ok(s.with_expr(expr.data))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Transformed::yes(LogicalPlan::Sort(datafusion::logical_expr::Sort {
-                expr: exprs,
-                input: Arc::clone(&sort.input),
-                fetch: sort.fetch,
-            }))
+            Transformed::yes(sort_replacing_columns(&sort, |c| groups.get(c))?)
         }
         // A sort over a projection that names unaliased computed columns (`ORDER BY 2` of
         // `SELECT c, d - e`) sorts by the expressions themselves: the unparser would write
@@ -460,25 +442,9 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
             let LogicalPlan::Projection(projection) = sort.input.as_ref() else {
                 unreachable!("checked by sorts_by_computed_column")
             };
-            let exprs = sort
-                .expr
-                .iter()
-                .map(|s| {
-                    let expr = s.expr.clone().transform(|e| match &e {
-                        Expr::Column(c) => match computed_expr(projection, c) {
-                            Some(inner) => Ok(Transformed::yes(inner.clone())),
-                            None => Ok(Transformed::no(e)),
-                        },
-                        _ => Ok(Transformed::no(e)),
-                    })?;
-                    Ok(s.with_expr(expr.data))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Transformed::yes(LogicalPlan::Sort(datafusion::logical_expr::Sort {
-                expr: exprs,
-                input: Arc::clone(&sort.input),
-                fetch: sort.fetch,
-            }))
+            Transformed::yes(sort_replacing_columns(&sort, |c| {
+                computed_expr(projection, c)
+            })?)
         }
         // An aggregate over a projection of no columns (`count(*)` over a join) reads the
         // projection's input: `SELECT count(1) FROM a JOIN b`, not an unaliased derived table.
@@ -561,6 +527,32 @@ fn reshape_own(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         }
         other => Transformed::no(other),
     })
+}
+
+/// `sort` with every column its expressions name that `replace` maps replaced.
+fn sort_replacing_columns<'a>(
+    sort: &datafusion::logical_expr::Sort,
+    replace: impl Fn(&Column) -> Option<&'a Expr>,
+) -> Result<LogicalPlan> {
+    let exprs = sort
+        .expr
+        .iter()
+        .map(|s| {
+            let expr = s.expr.clone().transform(|e| match &e {
+                Expr::Column(c) => match replace(c) {
+                    Some(inner) => Ok(Transformed::yes(inner.clone())),
+                    None => Ok(Transformed::no(e)),
+                },
+                _ => Ok(Transformed::no(e)),
+            })?;
+            Ok(s.with_expr(expr.data))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(LogicalPlan::Sort(datafusion::logical_expr::Sort {
+        expr: exprs,
+        input: Arc::clone(&sort.input),
+        fetch: sort.fetch,
+    }))
 }
 
 /// A chain of filters and aliases over a table scan, with a filter anywhere in it, becomes
