@@ -1059,8 +1059,6 @@ fn select_list_matches(statement: &Statement, plan: &LogicalPlan) -> bool {
 fn project_filtered_scan(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     fn is_filtered_scan(plan: &LogicalPlan) -> bool {
         match plan {
-            // Filters inside a scan are taken out by the unparser like a filter above it.
-            LogicalPlan::TableScan(scan) => !scan.filters.is_empty(),
             LogicalPlan::Filter(f) => match f.input.as_ref() {
                 LogicalPlan::TableScan(_) => true,
                 other => matches!(other, LogicalPlan::Filter(_)) && is_filtered_scan(other),
