@@ -3,6 +3,8 @@
 //! every answer can be compared across placements.
 
 pub mod pg;
+pub mod proxy;
+pub mod serve;
 pub mod tpch;
 
 use std::path::{Path, PathBuf};

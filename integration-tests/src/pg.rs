@@ -269,6 +269,29 @@ impl PgServer {
 
     /// Runs SQL with `psql`-free plumbing: a short-lived tokio-postgres connection.
     pub async fn execute(&self, database: &str, sql: &str) -> Result<(), tokio_postgres::Error> {
+        let (client, handle) = self.connect(database).await?;
+        let result = client.batch_execute(sql).await;
+        drop(client);
+        let _ = handle.await;
+        result
+    }
+
+    /// The first column of the first row `sql` returns, as an integer (a count, say).
+    pub async fn query_i64(&self, database: &str, sql: &str) -> Result<i64, tokio_postgres::Error> {
+        let (client, handle) = self.connect(database).await?;
+        let result = client
+            .query_one(sql, &[])
+            .await
+            .map(|row| row.get::<_, i64>(0));
+        drop(client);
+        let _ = handle.await;
+        result
+    }
+
+    async fn connect(
+        &self,
+        database: &str,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
         let (client, connection) = tokio_postgres::connect(
             &format!(
                 "host={} port={} user={} dbname={database}{}",
@@ -283,11 +306,25 @@ impl PgServer {
             tokio_postgres::NoTls,
         )
         .await?;
-        let handle = tokio::spawn(connection);
-        let result = client.batch_execute(sql).await;
-        drop(client);
-        let _ = handle.await;
-        result
+        let handle = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((client, handle))
+    }
+
+    /// Statements running now in `database` other than the asking one, whose text contains
+    /// `needle` (from `pg_stat_activity`).
+    pub async fn running(&self, database: &str, needle: &str) -> i64 {
+        let needle = needle.replace('\'', "''");
+        self.query_i64(
+            database,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state = 'active' AND pid <> pg_backend_pid() AND query LIKE '%{needle}%'"
+            ),
+        )
+        .await
+        .expect("read pg_stat_activity")
     }
 
     /// Creates a fresh database and returns its name.

@@ -51,6 +51,14 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Concurrent Flight SQL clients against `weft serve` on the demo data for a fixed time:
+    /// throughput, latency percentiles and errors; fails on any error or wrong answer.
+    Load {
+        /// `[--clients 32] [--seconds 30] [--json FILE] [--release]` (`--release` builds in
+        /// release mode, for real figures).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -63,6 +71,7 @@ fn main() -> Result<()> {
         Task::Deny => deny(),
         Task::Corpus { args } => corpus(&args),
         Task::Bench { args } => bench(&root, &args),
+        Task::Load { args } => load(&root, &args),
     }
 }
 
@@ -152,6 +161,34 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     run(&mut command)
 }
 
+/// `weft-load` against the `weft` binary, both built in one invocation (debug, with the
+/// test build's features, unless `--release`).
+fn load(root: &Path, args: &[String]) -> Result<()> {
+    let release = args.iter().any(|a| a == "--release");
+    let args: Vec<&String> = args.iter().filter(|a| *a != "--release").collect();
+    let mut build = Command::new(cargo_bin());
+    build.args(["build", "--all-features"]);
+    if release {
+        build.arg("--release");
+    }
+    build.args([
+        "--package",
+        "weft-server",
+        "--bin",
+        "weft",
+        "--package",
+        "integration-tests",
+        "--bin",
+        "weft-load",
+    ]);
+    run(&mut build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let profile = if release { "release" } else { "debug" };
+    run(Command::new(target.join(profile).join("weft-load")).args(args))
+}
+
 /// `weft-corpus` (in `integration-tests`), built in the same profile as the tests. Relative
 /// paths are relative to the workspace root.
 fn corpus(args: &[String]) -> Result<()> {
@@ -200,6 +237,13 @@ fn ci() -> Result<()> {
     })?;
     step("sqllogictest corpus", || {
         corpus(&["integration-tests/corpus".to_string()])
+    })?;
+    step("load smoke", || {
+        let root = workspace_root();
+        load(
+            &root,
+            &["--clients", "8", "--seconds", "10"].map(String::from),
+        )
     })?;
     step("feature combinations", || features(false))?;
     step("dependencies", deny)?;

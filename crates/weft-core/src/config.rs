@@ -69,6 +69,26 @@ pub struct ServerConfig {
     /// The environment variable holding the secret that signs login tokens. Servers sharing
     /// it accept each other's tokens; without it each process makes its own at start-up.
     pub token_secret_env: Option<String>,
+    /// The longest a query may take, waiting for a slot included, in seconds (default 900;
+    /// 0 for no limit). A client's shorter gRPC deadline wins.
+    #[serde(default = "default_query_timeout_secs")]
+    pub query_timeout_secs: u64,
+    /// How many queries run at once (default 32); more wait in a queue.
+    #[serde(default = "default_max_concurrent_queries")]
+    pub max_concurrent_queries: usize,
+    /// How many queries may wait for a slot (default 256); past that a query is refused at
+    /// once with "server busy".
+    #[serde(default = "default_max_queued_queries")]
+    pub max_queued_queries: usize,
+    /// The memory all queries together may hold, e.g. `"8 GiB"` or a number of bytes
+    /// (default: three quarters of the machine's memory). Sorts and aggregations spill to
+    /// disk past it; what cannot spill fails with "resources exhausted".
+    pub memory_limit: Option<ByteSize>,
+    /// The memory one query may hold (default: half of `memory_limit`).
+    pub query_memory_limit: Option<ByteSize>,
+    /// `host:port` of a small HTTP endpoint serving `/health` and `/metrics` (Prometheus);
+    /// off when not set.
+    pub http_listen: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -79,7 +99,61 @@ impl Default for ServerConfig {
             tls_key: None,
             session_ttl_secs: default_session_ttl_secs(),
             token_secret_env: None,
+            query_timeout_secs: default_query_timeout_secs(),
+            max_concurrent_queries: default_max_concurrent_queries(),
+            max_queued_queries: default_max_queued_queries(),
+            memory_limit: None,
+            query_memory_limit: None,
+            http_listen: None,
         }
+    }
+}
+
+fn default_query_timeout_secs() -> u64 {
+    15 * 60
+}
+
+fn default_max_concurrent_queries() -> usize {
+    32
+}
+
+fn default_max_queued_queries() -> usize {
+    256
+}
+
+/// A number of bytes, written as a number or as a string with a unit (`"512 MiB"`, `"2GB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bytes(u64),
+            Text(String),
+        }
+        match Written::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom("expected a size: a number of bytes, or text such as \"512 MiB\"")
+        })? {
+            Written::Bytes(bytes) => Ok(ByteSize(bytes)),
+            Written::Text(text) => text
+                .parse::<bytesize::ByteSize>()
+                .map(|size| ByteSize(size.as_u64()))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{text}` is not a size: write e.g. \"512 MiB\", \"2 GB\" or a number of bytes"
+                    ))
+                }),
+        }
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", bytesize::ByteSize(self.0).display().iec())
     }
 }
 
@@ -602,6 +676,20 @@ impl Config {
                 "`[server]` needs both `tls_cert` and `tls_key` for TLS, or neither".into(),
             ));
         }
+        if self.server.max_concurrent_queries == 0 {
+            return Err(Error::InvalidConfig(
+                "`[server] max_concurrent_queries` is 0: no query could ever run".into(),
+            ));
+        }
+        if let (Some(query), Some(server)) =
+            (self.server.query_memory_limit, self.server.memory_limit)
+        {
+            if query > server {
+                return Err(Error::InvalidConfig(format!(
+                    "`[server] query_memory_limit` ({query}) is above `memory_limit` ({server})"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -749,6 +837,36 @@ catalog = "shop"
         };
         assert_eq!(b.catalog.as_deref(), Some("shop"));
         assert_eq!(parse("").unwrap().server.session_ttl_secs, 12 * 60 * 60);
+        assert_eq!(parse("").unwrap().server.query_timeout_secs, 900);
+    }
+
+    #[test]
+    fn parses_limits_with_units_and_refuses_impossible_ones() {
+        let config = parse(
+            "[server]\nmemory_limit = \"2 GiB\"\nquery_memory_limit = 1048576\n\
+             max_concurrent_queries = 4\nmax_queued_queries = 0\nquery_timeout_secs = 0\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.memory_limit, Some(ByteSize(2 << 30)));
+        assert_eq!(config.server.query_memory_limit, Some(ByteSize(1 << 20)));
+        assert_eq!(config.server.max_concurrent_queries, 4);
+        assert_eq!(config.server.max_queued_queries, 0);
+        let err = parse("[server]\nmemory_limit = \"1 MiB\"\nquery_memory_limit = \"2 MiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("query_memory_limit` (2.0 MiB) is above"),
+            "{err}"
+        );
+        let err = parse("[server]\nmax_concurrent_queries = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no query could ever run"), "{err}");
+        let err = parse("[server]\nmemory_limit = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`lots` is not a size"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

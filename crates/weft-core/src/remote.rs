@@ -90,11 +90,38 @@ pub struct RemoteQuery {
     pub bytes: Arc<AtomicU64>,
 }
 
-/// The last statements a source was sent, newest last. Bounded, so a long-running server
-/// does not grow it forever.
+/// The last statements a source was sent, newest last, and running totals over all of them.
+/// Bounded, so a long-running server does not grow it forever.
 #[derive(Debug, Clone, Default)]
 pub struct QueryLog {
     entries: Arc<Mutex<VecDeque<RemoteQuery>>>,
+    totals: Arc<Totals>,
+}
+
+/// What a source was sent and returned since start-up (for metrics).
+#[derive(Debug, Default)]
+struct Totals {
+    statements: AtomicU64,
+    failed: AtomicU64,
+    rows: AtomicU64,
+    bytes: AtomicU64,
+    micros: AtomicU64,
+}
+
+/// A snapshot of a source's totals since start-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceTotals {
+    /// Statements sent.
+    pub statements: u64,
+    /// Statements that ended in an error (cancelled ones are not counted).
+    pub failed: u64,
+    /// Rows received.
+    pub rows: u64,
+    /// Bytes of Arrow data received.
+    pub bytes: u64,
+    /// Time from sending each statement to the end of its result, summed, in microseconds.
+    pub micros: u64,
 }
 
 const QUERY_LOG_CAPACITY: usize = 1024;
@@ -117,6 +144,18 @@ impl QueryLog {
     /// The SQL of the statements logged so far, oldest first.
     pub fn statements(&self) -> Vec<String> {
         self.queries().into_iter().map(|q| q.sql).collect()
+    }
+
+    /// What the source was sent and returned since start-up; not reset by [`QueryLog::clear`].
+    pub fn totals(&self) -> SourceTotals {
+        let t = &self.totals;
+        SourceTotals {
+            statements: t.statements.load(Ordering::Relaxed),
+            failed: t.failed.load(Ordering::Relaxed),
+            rows: t.rows.load(Ordering::Relaxed),
+            bytes: t.bytes.load(Ordering::Relaxed),
+            micros: t.micros.load(Ordering::Relaxed),
+        }
     }
 
     /// Forgets everything logged so far.
@@ -241,18 +280,46 @@ impl SQLExecutor for RemoteExecutor {
             bytes: Arc::clone(&bytes),
         });
         let context = format!("source `{}` ({})", self.source_name, self.kind);
-        let stream = self
-            .inner
-            .execute(query, Arc::clone(&schema), filters)
-            .map_err(|e| e.context(context.clone()))?;
-        let stream = stream.map(move |batch| match batch {
-            Ok(batch) => {
-                rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                bytes.fetch_add(data_size(&batch), Ordering::Relaxed);
-                Ok(batch)
+        let mut running = Running {
+            source: self.source_name.clone(),
+            sql: query.to_string(),
+            totals: Arc::clone(&self.log.totals),
+            started: std::time::Instant::now(),
+            rows: 0,
+            bytes: 0,
+            outcome: None,
+        };
+        running.totals.statements.fetch_add(1, Ordering::Relaxed);
+        let stream = match self.inner.execute(query, Arc::clone(&schema), filters) {
+            Ok(stream) => stream,
+            Err(e) => {
+                running.ended(false);
+                return Err(e.context(context));
             }
-            Err(e) => Err(e.context(context.clone())),
-        });
+        };
+        let stream = stream
+            .map(Some)
+            .chain(futures::stream::once(async { None }))
+            .filter_map(move |batch| {
+                let item = match batch {
+                    Some(Ok(batch)) => {
+                        let size = data_size(&batch);
+                        rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                        bytes.fetch_add(size, Ordering::Relaxed);
+                        running.received(batch.num_rows() as u64, size);
+                        Some(Ok(batch))
+                    }
+                    Some(Err(e)) => {
+                        running.ended(false);
+                        Some(Err(e.context(context.clone())))
+                    }
+                    None => {
+                        running.ended(true);
+                        None
+                    }
+                };
+                std::future::ready(item)
+            });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 
@@ -270,6 +337,56 @@ impl SQLExecutor for RemoteExecutor {
 
     fn metrics(&self) -> Option<MetricsSet> {
         self.inner.metrics()
+    }
+}
+
+/// One statement's result while it streams: adds to the source's totals and logs a line with
+/// its rows, bytes and time when it ends or is dropped.
+struct Running {
+    source: String,
+    sql: String,
+    totals: Arc<Totals>,
+    started: std::time::Instant,
+    rows: u64,
+    bytes: u64,
+    /// `Some(true)` once the result ended, `Some(false)` on an error, `None` if abandoned.
+    outcome: Option<bool>,
+}
+
+impl Running {
+    fn received(&mut self, rows: u64, bytes: u64) {
+        self.rows += rows;
+        self.bytes += bytes;
+    }
+
+    /// The first end counts: an error, or the end of the result.
+    fn ended(&mut self, ok: bool) {
+        self.outcome.get_or_insert(ok);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        let t = &self.totals;
+        t.rows.fetch_add(self.rows, Ordering::Relaxed);
+        t.bytes.fetch_add(self.bytes, Ordering::Relaxed);
+        t.micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        if self.outcome == Some(false) {
+            t.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        let outcome = match self.outcome {
+            Some(true) => "done",
+            Some(false) => "failed",
+            None => "abandoned",
+        };
+        tracing::debug!(
+            source = %self.source, rows = self.rows, bytes = self.bytes,
+            seconds = elapsed.as_secs_f64(), outcome, sql = %self.sql, "remote query ended"
+        );
     }
 }
 

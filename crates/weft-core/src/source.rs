@@ -7,6 +7,7 @@ use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaPr
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
 
 use crate::remote::QueryLog;
 use crate::Result;
@@ -95,6 +96,13 @@ pub trait Source: Send + Sync + Debug {
     /// Registers what the source needs in a session's runtime (object stores, ...).
     fn register_runtime(&self, _runtime: &RuntimeEnv) -> Result<()> {
         Ok(())
+    }
+
+    /// Checks with a cheap round trip that the source answers now, for health reports:
+    /// `Ok(true)` when it does, `Ok(false)` when the connector has no probe, an error saying
+    /// what failed otherwise. The caller bounds how long it waits.
+    fn check(&self) -> BoxFuture<'_, std::result::Result<bool, String>> {
+        Box::pin(async { Ok(false) })
     }
 }
 

@@ -4,6 +4,11 @@
 //! binary format decoded straight into Arrow builders (see [`crate::decode`]), batches of a
 //! bounded size so a large result never sits in memory whole. The pooled connection is held
 //! until the stream ends or is dropped.
+//!
+//! A stream dropped before its statement ended (the client cancelled or disconnected, the
+//! query timed out or failed elsewhere) sends Postgres a cancel request, so nothing keeps
+//! running on the source, and gives the connection back to the pool only once the
+//! cancelled statement is over (see [`Running`]).
 
 use std::sync::Arc;
 
@@ -15,10 +20,11 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{PhysicalExpr, SendableRecordBatchStream};
 use datafusion::sql::unparser::dialect::{Dialect, PostgreSqlDialect};
 use datafusion_federation::sql::SQLExecutor;
+use datafusion_table_providers::sql::db_connection_pool::dbconnection::postgresconn::PostgresConnection;
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Row, RowStream};
+use tokio_postgres::{CancelToken, Row, RowStream};
 
 use crate::decode::{decoder, Decoder, Raw};
 
@@ -30,6 +36,8 @@ pub(crate) struct PgExecutor {
     /// `host:port`, for errors.
     address: String,
     compute_context: String,
+    /// The `sslmode` of the pool's connections, which cancel requests follow.
+    sslmode: String,
 }
 
 impl PgExecutor {
@@ -37,11 +45,13 @@ impl PgExecutor {
         pool: Arc<PostgresConnectionPool>,
         address: String,
         compute_context: String,
+        sslmode: String,
     ) -> Self {
         Self {
             pool,
             address,
             compute_context,
+            sslmode,
         }
     }
 }
@@ -70,16 +80,20 @@ impl SQLExecutor for PgExecutor {
         let address = self.address.clone();
         let sql = query.to_string();
         let out_schema = Arc::clone(&schema);
+        let sslmode = self.sslmode.clone();
         let batches = futures::stream::once(async move {
             let conn = pool.connect_direct().await.map_err(|e| {
                 DataFusionError::Execution(format!("cannot connect to {address}: {e}"))
             })?;
-            let rows = conn
-                .conn
+            // Armed before the statement is sent: for an aggregate, Postgres answers only
+            // once the whole statement has run, and a drop while waiting must cancel it too.
+            let running = Running::new(conn, sslmode, address.clone());
+            let rows = running
+                .client()
                 .query_typed_raw(&sql, std::iter::empty::<(&(dyn ToSql + Sync), Type)>())
                 .await
                 .map_err(|e| postgres_error(&address, &e))?;
-            Ok::<_, DataFusionError>(batches(conn, rows, schema, address))
+            Ok::<_, DataFusionError>(batches(running, rows, schema, address))
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, batches)))
@@ -106,9 +120,88 @@ fn postgres_error(address: &str, e: &tokio_postgres::Error) -> DataFusionError {
     DataFusionError::Execution(format!("Postgres at {address}: {message}"))
 }
 
-struct State<C> {
+/// A pooled connection with a statement in progress. Dropped before [`Running::finished`],
+/// it cancels the statement in Postgres and returns the connection to the pool only after
+/// the statement has ended: a late cancel request must never hit the next statement sent on
+/// the same connection.
+struct Running {
+    conn: Option<PostgresConnection>,
+    sslmode: String,
+    address: String,
+}
+
+impl Running {
+    fn new(conn: PostgresConnection, sslmode: String, address: String) -> Self {
+        Self {
+            conn: Some(conn),
+            sslmode,
+            address,
+        }
+    }
+
+    fn client(&self) -> &tokio_postgres::Client {
+        &self.conn.as_ref().expect("held until dropped").conn
+    }
+
+    /// The statement ran to its end: nothing to cancel.
+    fn finished(&mut self) {
+        self.sslmode.clear();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if self.sslmode.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                address = %self.address,
+                "a Postgres statement was abandoned outside a runtime and could not be cancelled"
+            );
+            return;
+        };
+        let token = conn.conn.cancel_token();
+        let sslmode = std::mem::take(&mut self.sslmode);
+        let address = std::mem::take(&mut self.address);
+        runtime.spawn(async move {
+            match cancel(&token, &sslmode).await {
+                Ok(()) => tracing::debug!(%address, "cancelled an abandoned Postgres statement"),
+                Err(e) => tracing::warn!(%address, error = %e, "cannot cancel an abandoned Postgres statement"),
+            }
+            // Waits for the cancelled statement to end (its error is expected) before the
+            // connection goes back to the pool.
+            let _ = conn.conn.simple_query("").await;
+        });
+    }
+}
+
+/// Sends Postgres a cancel request over TLS when the connection uses it, verifying the
+/// server as the pool does for the same `sslmode`.
+async fn cancel(token: &CancelToken, sslmode: &str) -> std::result::Result<(), String> {
+    if sslmode == "disable" {
+        return token
+            .cancel_query(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    let tls = native_tls::TlsConnector::builder()
+        .danger_accept_invalid_hostnames(sslmode != "verify-full")
+        .danger_accept_invalid_certs(sslmode != "verify-full" && sslmode != "verify-ca")
+        .build()
+        .map_err(|e| e.to_string())?;
+    token
+        .cancel_query(postgres_native_tls::MakeTlsConnector::new(tls))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+struct State {
     /// Keeps the pooled connection checked out while rows arrive.
-    _conn: C,
+    running: Running,
     rows: std::pin::Pin<Box<RowStream>>,
     schema: SchemaRef,
     address: String,
@@ -117,14 +210,14 @@ struct State<C> {
     done: bool,
 }
 
-fn batches<C: Send + 'static>(
-    conn: C,
+fn batches(
+    running: Running,
     rows: RowStream,
     schema: SchemaRef,
     address: String,
 ) -> impl Stream<Item = Result<RecordBatch>> + Send {
     let state = State {
-        _conn: conn,
+        running,
         rows: Box::pin(rows),
         schema,
         address,
@@ -136,6 +229,7 @@ fn batches<C: Send + 'static>(
         while count < BATCH_ROWS && !state.done {
             let Some(row) = state.rows.next().await else {
                 state.done = true;
+                state.running.finished();
                 break;
             };
             let row = row.map_err(|e| postgres_error(&state.address, &e))?;

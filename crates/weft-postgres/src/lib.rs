@@ -124,6 +124,8 @@ pub struct PostgresSource {
     name: String,
     tables: Vec<SourceTable>,
     executor: Arc<RemoteExecutor>,
+    pool: Arc<PostgresConnectionPool>,
+    address: String,
 }
 
 impl PostgresSource {
@@ -218,6 +220,7 @@ impl PostgresSource {
                 Arc::clone(&pool),
                 address.clone(),
                 compute_context,
+                options.sslmode.clone(),
             )),
             Arc::new(PostgreSqlDialect {}),
         ));
@@ -237,6 +240,8 @@ impl PostgresSource {
             name: name.to_string(),
             tables,
             executor,
+            pool,
+            address,
         })
     }
 }
@@ -256,6 +261,22 @@ impl Source for PostgresSource {
 
     fn query_log(&self) -> Option<&QueryLog> {
         Some(self.executor.log())
+    }
+
+    /// A pooled connection answers `SELECT 1` (a new one is made if the pool has none).
+    fn check(&self) -> futures::future::BoxFuture<'_, std::result::Result<bool, String>> {
+        Box::pin(async move {
+            let conn = self
+                .pool
+                .connect_direct()
+                .await
+                .map_err(|e| format!("cannot connect to {}: {e}", self.address))?;
+            conn.conn
+                .simple_query("SELECT 1")
+                .await
+                .map_err(|e| format!("{}: {e}", self.address))?;
+            Ok(true)
+        })
     }
 }
 

@@ -154,6 +154,29 @@ impl Source for SqliteSource {
     fn query_log(&self) -> Option<&QueryLog> {
         Some(self.executor.log())
     }
+
+    /// The file is still there and still a SQLite database.
+    fn check(&self) -> futures::future::BoxFuture<'_, std::result::Result<bool, String>> {
+        Box::pin(async move {
+            let path = self.path.clone();
+            let header = tokio::task::spawn_blocking(move || {
+                use std::io::Read as _;
+                let mut header = [0u8; 16];
+                std::fs::File::open(&path)?.read_exact(&mut header)?;
+                Ok::<_, std::io::Error>(header)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read `{}`: {e}", self.path.display()))?;
+            if &header != b"SQLite format 3\0" {
+                return Err(format!(
+                    "`{}` is no longer a SQLite database",
+                    self.path.display()
+                ));
+            }
+            Ok(true)
+        })
+    }
 }
 
 /// `file:<path>?mode=ro`: SQLite refuses every write, and never creates the file.

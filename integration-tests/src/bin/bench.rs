@@ -6,15 +6,15 @@
 //! `cargo xtask bench` builds it in release mode and sets up DuckDB; see `--help`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use integration_tests::pg::PgServer;
+use integration_tests::serve::{hash_password, weft_binary, WeftServe};
 use integration_tests::tpch::{self, DataDir, Placement, Store, Table};
 use serde_json::{json, Value};
 
@@ -591,40 +591,17 @@ fn traffic(
 
 /// `weft serve` over the bench's three sources, on a free loopback port; killed on drop.
 struct WeftServer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
+    serve: WeftServe,
 }
 
 impl WeftServer {
     const USER: &str = "bench";
 
     async fn start(args: &Args, data: &DataDir, pg_url: &str) -> Result<WeftServer> {
-        let bin = match &args.weft_bin {
-            Some(bin) => bin.clone(),
-            None => std::env::current_exe()?.with_file_name("weft"),
-        };
-        if !bin.is_file() {
-            bail!(
-                "--via-server needs the `weft` binary; none at {} (build it with \
-                 `cargo build --release -p weft-server`, or give --weft-bin)",
-                bin.display()
-            );
-        }
-        let hash = {
-            let mut child = Command::new(&bin)
-                .arg("hash-password")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("run {} hash-password", bin.display()))?;
-            writeln!(child.stdin.take().expect("piped"), "{}", Self::USER)?;
-            let out = child.wait_with_output()?;
-            if !out.status.success() {
-                bail!("{} hash-password failed", bin.display());
-            }
-            String::from_utf8(out.stdout)?.trim().to_string()
-        };
+        let bin = weft_binary(args.weft_bin.as_deref()).context(
+            "--via-server needs the `weft` binary (`cargo build --release -p weft-server`)",
+        )?;
+        let hash = hash_password(&bin, Self::USER)?;
         let tables: String = Table::ALL
             .iter()
             .map(|t| format!("{} = \"{}.parquet\"\n", t.name(), t.name()))
@@ -644,64 +621,15 @@ impl WeftServer {
             pg_schema = Store::Postgres.schema(),
             user = Self::USER,
         );
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("weft.toml");
-        std::fs::write(&path, config)?;
-        let mut child = Command::new(&bin)
-            .arg("--config")
-            .arg(&path)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("WEFT_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("start {} serve", bin.display()))?;
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                match line.strip_prefix("Listening on ") {
-                    Some(rest) => {
-                        if let Some(tx) = tx.take() {
-                            let url = rest.split_whitespace().next().unwrap_or_default();
-                            let _ = tx.send(url.to_string());
-                        }
-                    }
-                    None => eprintln!("  weft serve: {line}"),
-                }
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                bail!("weft serve did not start listening within 120 s");
-            }
-        };
-        eprintln!("weft serve: {url} (pid {})", child.id());
         Ok(WeftServer {
-            child,
-            url,
-            _dir: dir,
+            serve: WeftServe::start(&bin, &config, "warn")?,
         })
     }
 
     async fn client(
         &self,
     ) -> Result<arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>> {
-        let channel = tonic::transport::Endpoint::from_shared(self.url.clone())?
-            .connect()
-            .await
-            .with_context(|| format!("connect to {}", self.url))?;
-        let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
-        client
-            .handshake(Self::USER, Self::USER)
-            .await
-            .context("log in to weft serve")?;
-        Ok(client)
+        self.serve.client(Self::USER, Self::USER).await
     }
 
     /// Runs `sql` through a Flight SQL client: a warm-up, then `runs` timed runs.
@@ -737,7 +665,7 @@ impl WeftServer {
                 return cell;
             }
         }
-        let pid = self.child.id();
+        let pid = self.serve.pid();
         let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
         let (mut times, mut moved) = (Vec::new(), Vec::new());
         for _ in 0..runs.max(1) {
@@ -754,13 +682,6 @@ impl WeftServer {
         cell.wire_bytes = Some(median_u64(&mut moved));
         cell.peak_rss = peak_rss_of(&format!("/proc/{pid}/status"));
         cell
-    }
-}
-
-impl Drop for WeftServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -2,6 +2,9 @@
 
 mod differential;
 mod errors;
+mod faults;
+mod fuzz;
+mod hostile;
 mod pg_types;
 mod postgres;
 mod pushdown;

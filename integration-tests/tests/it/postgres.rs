@@ -308,3 +308,115 @@ async fn exists_and_in_subqueries_run_in_postgres_but_not_in_keeps_its_nulls() {
     let sent = pg.query_log().unwrap().statements();
     assert!(sent.iter().all(|s| !s.contains("EXISTS")), "{sent:#?}");
 }
+
+/// A database with `big(n, k)`: 200 000 rows, `k` in 0..4, so a self-join on `k` makes
+/// 10^10 rows and its `count(*)`, pushed to Postgres whole, runs for hours there.
+async fn database_with_a_hopeless_join() -> (String, WeftContext) {
+    let server = pg::server();
+    let database = server.create_database("cancel").await;
+    server
+        .execute(
+            &database,
+            "CREATE TABLE big AS SELECT g AS n, g % 4 AS k FROM generate_series(1, 200000) g",
+        )
+        .await
+        .unwrap();
+    let options = PostgresOptions::from_url(&server.url(&database)).unwrap();
+    let source = Arc::new(PostgresSource::open("pg", options).await.unwrap());
+    let mut weft = WeftContext::new();
+    weft.register(source).unwrap();
+    (database, weft)
+}
+
+const HOPELESS: &str = "SELECT count(*) FROM pg.public.big a JOIN pg.public.big b ON a.k = b.k";
+
+/// Polls `condition` every 100 ms for up to `seconds`.
+async fn eventually(seconds: u64, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_query_dropped_while_postgres_runs_it_is_cancelled_there() {
+    let (database, weft) = database_with_a_hopeless_join().await;
+    let server = pg::server();
+    let running = async || server.running(&database, "JOIN").await;
+
+    let plan = weft.sql(HOPELESS).await.unwrap();
+    let query = tokio::spawn(async move { plan.collect().await });
+    assert!(
+        eventually(30, async || running().await == 1).await,
+        "the join never showed up in pg_stat_activity"
+    );
+    // What a client's cancel, a disconnect or a timeout does to the query: its plan is dropped.
+    query.abort();
+    assert!(query.await.unwrap_err().is_cancelled());
+    assert!(
+        eventually(10, async || running().await == 0).await,
+        "the join still runs in Postgres after the query was dropped"
+    );
+
+    // The connection went back to the pool in good order: the next query is answered.
+    let answer = weft
+        .sql("SELECT count(*) FROM pg.public.big WHERE k = 1")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(rows(&answer), [["50000"]]);
+}
+
+#[tokio::test]
+async fn a_source_that_dies_mid_stream_fails_the_query_and_never_looks_complete() {
+    // A server of its own, so stopping it disturbs no other test.
+    let server = pg::PgServer::start().expect("start a second PostgreSQL");
+    server
+        .execute(
+            "postgres",
+            "CREATE TABLE t AS SELECT g AS n, repeat('x', 40) AS pad FROM generate_series(1, 2000000) g",
+        )
+        .await
+        .unwrap();
+    let options = PostgresOptions::from_url(&server.url("postgres")).unwrap();
+    let source = Arc::new(PostgresSource::open("crm", options).await.unwrap());
+    let mut weft = WeftContext::new();
+    weft.register(source).unwrap();
+
+    let mut stream = weft
+        .sql("SELECT n, pad FROM crm.public.t")
+        .await
+        .unwrap()
+        .execute_stream()
+        .await
+        .unwrap();
+    let mut received = 0;
+    let first = futures::StreamExt::next(&mut stream)
+        .await
+        .unwrap()
+        .unwrap();
+    received += first.num_rows();
+    // Postgres is blocked sending the rest (nobody reads); now it goes away.
+    server.stop();
+    let stopped = std::time::Instant::now();
+    let error = loop {
+        match futures::StreamExt::next(&mut stream).await {
+            Some(Ok(batch)) => received += batch.num_rows(),
+            Some(Err(e)) => break e.to_string(),
+            None => panic!("the stream ended as if complete after {received} of 2000000 rows"),
+        }
+    };
+    assert!(received < 2_000_000, "{received}");
+    assert!(error.contains("source `crm` (postgres)"), "{error}");
+    let waited = stopped.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "the error took {waited:?}"
+    );
+}

@@ -5,6 +5,8 @@
 //! that crate is complete and on Weft's own code where it is not.
 
 mod auth;
+mod http;
+mod limits;
 mod metadata;
 mod params;
 mod service;
@@ -104,7 +106,21 @@ pub(crate) async fn serve(
             config.clone(),
         ));
     }
-    let service = service::WeftFlightSqlService::new(sessions, auth.clone());
+    let limits = Arc::new(limits::Limits::new(&config.server));
+    tracing::info!(limits = %limits.describe(), "query limits");
+    let metrics = Arc::new(http::Metrics::new());
+    if let Some(http_listen) = &config.server.http_listen {
+        let local = http::serve(
+            http_listen,
+            Arc::clone(&metrics),
+            Arc::clone(&limits),
+            weft.sources().to_vec(),
+        )
+        .await?;
+        eprintln!("Health and metrics on http://{local} (/health, /metrics)");
+    }
+    let service =
+        service::WeftFlightSqlService::new(sessions, auth.clone(), Arc::clone(&limits), metrics);
     let service = FlightServiceServer::new(service)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);

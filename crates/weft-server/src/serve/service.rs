@@ -5,6 +5,7 @@
 //! compact string arrays, and a log line per query.
 
 use std::collections::BTreeSet;
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -45,6 +46,8 @@ use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::{Authenticator, Principal};
+use super::http::{Metrics, Outcome};
+use super::limits::{Admission, Deadline, Limits};
 use super::metadata::{SQL_INFO, XDBC_TYPES};
 use super::params::number_placeholders;
 use super::sessions::Sessions;
@@ -77,10 +80,17 @@ pub(crate) struct WeftFlightSqlService {
     inner: DataFusionFlightSqlService,
     sessions: Arc<Sessions>,
     auth: Authenticator,
+    limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
 }
 
 impl WeftFlightSqlService {
-    pub(crate) fn new(sessions: Arc<Sessions>, auth: Authenticator) -> Self {
+    pub(crate) fn new(
+        sessions: Arc<Sessions>,
+        auth: Authenticator,
+        limits: Arc<Limits>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let inner = DataFusionFlightSqlService::new_with_provider(Box::new(WeftSessions {
             sessions: Arc::clone(&sessions),
         }))
@@ -89,6 +99,8 @@ impl WeftFlightSqlService {
             inner,
             sessions,
             auth,
+            limits,
+            metrics,
         }
     }
 
@@ -116,6 +128,91 @@ impl WeftFlightSqlService {
             ));
         }
         Ok(plan)
+    }
+
+    /// A query refused when planned (a mistake in it, no such table) counts as failed.
+    fn counted<T>(&self, planned: Result<T>) -> Result<T> {
+        if planned.is_err() {
+            self.metrics.query_ended(Outcome::failed, 0.0, 0);
+        }
+        planned
+    }
+
+    /// Runs a query ticket: waits for a slot, plans, starts the plan with the query's own
+    /// memory pool, and streams the result until the deadline.
+    async fn start_query(
+        &self,
+        request: Request<Ticket>,
+        started: Instant,
+        deadline: Option<Deadline>,
+    ) -> Result<Response<DoGetStream>> {
+        let user = principal(&request);
+        let session = self.sessions.for_request(&request).await?;
+        let ticket = CommandTicket::try_decode(request.into_inner().ticket)
+            .map_err(|e| Status::invalid_argument(format!("unreadable ticket: {e}")))?;
+        let (sql, parameters) = match ticket.command {
+            sql::Command::CommandStatementQuery(CommandStatementQuery { query, .. }) => {
+                (query, None)
+            }
+            sql::Command::CommandPreparedStatementQuery(CommandPreparedStatementQuery {
+                prepared_statement_handle,
+            }) => {
+                let handle = QueryHandle::try_decode(prepared_statement_handle)
+                    .map_err(|e| Status::invalid_argument(format!("unreadable handle: {e}")))?;
+                let parameters = handle.parameters().map(param_values).transpose()?;
+                (handle.query().to_string(), parameters)
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "this ticket cannot be read: {}",
+                    other.type_url()
+                )))
+            }
+        };
+        let admission = self.limits.admit(deadline.as_ref()).await?;
+        let mut plan = self.plan(&session, &sql).await?;
+        let schema = wire_schema(plan.schema().as_arrow());
+        if let Some(parameters) = parameters {
+            plan = plan
+                .with_param_values(parameters)
+                .map_err(|e| df_status(&e))?;
+        }
+        let sources = sources_of(&plan);
+        let query = self.limits.for_query(&session).map_err(|e| df_status(&e))?;
+        let start = async {
+            query
+                .execute_logical_plan(plan)
+                .await?
+                .execute_stream()
+                .await
+        };
+        let stream = match &deadline {
+            Some(Deadline { at, why }) => tokio::time::timeout_at(*at, start)
+                .await
+                .map_err(|_| Status::deadline_exceeded(why.clone()))?,
+            None => start.await,
+        }
+        .map_err(|e| df_status(&e))?;
+        let logged = Logged {
+            inner: stream,
+            schema: Arc::clone(&schema),
+            user,
+            sql,
+            sources,
+            started,
+            rows: 0,
+            outcome: None,
+            deadline: deadline
+                .map(|Deadline { at, why }| (Box::pin(tokio::time::sleep_until(at)), why)),
+            timed_out: false,
+            metrics: Arc::clone(&self.metrics),
+            _admission: admission,
+        };
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(logged)
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(flight)))
     }
 }
 
@@ -219,7 +316,9 @@ fn sources_of(plan: &LogicalPlan) -> BTreeSet<String> {
     sources
 }
 
-/// A result stream that counts rows and logs one line when it ends or is dropped.
+/// A result stream that counts rows, ends the query at its deadline, holds its slot until it
+/// ends, and logs one line when it ends or is dropped. Dropping it (the client cancelled or
+/// went away) drops the query's plan, which cancels what it started in the sources.
 struct Logged {
     inner: SendableRecordBatchStream,
     schema: SchemaRef,
@@ -229,6 +328,10 @@ struct Logged {
     started: Instant,
     rows: u64,
     outcome: Option<Result<(), String>>,
+    deadline: Option<(Pin<Box<tokio::time::Sleep>>, String)>,
+    timed_out: bool,
+    metrics: Arc<Metrics>,
+    _admission: Admission,
 }
 
 impl Stream for Logged {
@@ -237,6 +340,20 @@ impl Stream for Logged {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.outcome.is_some() {
             return Poll::Ready(None);
+        }
+        if let Some((sleep, why)) = self.deadline.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                let why = why.clone();
+                self.outcome = Some(Err(why.clone()));
+                self.timed_out = true;
+                // Drops the running plan now: its remote statements are cancelled.
+                self.inner = Box::pin(datafusion::physical_plan::EmptyRecordBatchStream::new(
+                    Arc::clone(&self.schema),
+                ));
+                return Poll::Ready(Some(Err(FlightError::Tonic(Box::new(
+                    Status::deadline_exceeded(why),
+                )))));
+            }
         }
         match self.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(batch))) => {
@@ -263,6 +380,13 @@ impl Drop for Logged {
     fn drop(&mut self) {
         let sources = self.sources.iter().cloned().collect::<Vec<_>>().join(",");
         let seconds = self.started.elapsed().as_secs_f64();
+        let outcome = match &self.outcome {
+            Some(Ok(())) => Outcome::ok,
+            Some(Err(_)) if self.timed_out => Outcome::timeout,
+            Some(Err(_)) => Outcome::failed,
+            None => Outcome::cancelled,
+        };
+        self.metrics.query_ended(outcome, seconds, self.rows);
         match &self.outcome {
             Some(Ok(())) => tracing::info!(
                 user = %self.user, rows = self.rows, seconds, sources = %sources, sql = %self.sql,
@@ -316,60 +440,21 @@ impl FlightSqlService for WeftFlightSqlService {
         request: Request<Ticket>,
         _message: Any,
     ) -> Result<Response<DoGetStream>> {
-        let user = principal(&request);
-        let session = self.sessions.for_request(&request).await?;
-        let ticket = CommandTicket::try_decode(request.into_inner().ticket)
-            .map_err(|e| Status::invalid_argument(format!("unreadable ticket: {e}")))?;
-        let (sql, parameters) = match ticket.command {
-            sql::Command::CommandStatementQuery(CommandStatementQuery { query, .. }) => {
-                (query, None)
-            }
-            sql::Command::CommandPreparedStatementQuery(CommandPreparedStatementQuery {
-                prepared_statement_handle,
-            }) => {
-                let handle = QueryHandle::try_decode(prepared_statement_handle)
-                    .map_err(|e| Status::invalid_argument(format!("unreadable handle: {e}")))?;
-                let parameters = handle.parameters().map(param_values).transpose()?;
-                (handle.query().to_string(), parameters)
-            }
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "this ticket cannot be read: {}",
-                    other.type_url()
-                )))
-            }
-        };
-        let mut plan = self.plan(&session, &sql).await?;
-        let schema = wire_schema(plan.schema().as_arrow());
-        if let Some(parameters) = parameters {
-            plan = plan
-                .with_param_values(parameters)
-                .map_err(|e| df_status(&e))?;
-        }
-        let sources = sources_of(&plan);
         let started = Instant::now();
-        let stream = session
-            .execute_logical_plan(plan)
-            .await
-            .map_err(|e| df_status(&e))?
-            .execute_stream()
-            .await
-            .map_err(|e| df_status(&e))?;
-        let logged = Logged {
-            inner: stream,
-            schema: Arc::clone(&schema),
-            user,
-            sql,
-            sources,
-            started,
-            rows: 0,
-            outcome: None,
-        };
-        let flight = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(logged)
-            .map_err(Status::from);
-        Ok(Response::new(Box::pin(flight)))
+        let deadline = self.limits.deadline(request.metadata());
+        let result = self.start_query(request, started, deadline).await;
+        if let Err(status) = &result {
+            let outcome = match status.code() {
+                tonic::Code::ResourceExhausted if status.message().starts_with("server busy") => {
+                    Outcome::busy
+                }
+                tonic::Code::DeadlineExceeded => Outcome::timeout,
+                _ => Outcome::failed,
+            };
+            self.metrics
+                .query_ended(outcome, started.elapsed().as_secs_f64(), 0);
+        }
+        result
     }
 
     async fn get_flight_info_statement(
@@ -378,7 +463,7 @@ impl FlightSqlService for WeftFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>> {
         let session = self.sessions.for_request(&request).await?;
-        let plan = self.plan(&session, &query.query).await?;
+        let plan = self.counted(self.plan(&session, &query.query).await)?;
         let schema = wire_schema(plan.schema().as_arrow());
         let ticket = CommandTicket::new(sql::Command::CommandStatementQuery(query))
             .try_encode()
@@ -394,7 +479,7 @@ impl FlightSqlService for WeftFlightSqlService {
         let handle = QueryHandle::try_decode(cmd.prepared_statement_handle.clone())
             .map_err(|e| Status::invalid_argument(format!("unreadable handle: {e}")))?;
         let session = self.sessions.for_request(&request).await?;
-        let plan = self.plan(&session, handle.query()).await?;
+        let plan = self.counted(self.plan(&session, handle.query()).await)?;
         let schema = wire_schema(plan.schema().as_arrow());
         let ticket = CommandTicket::new(sql::Command::CommandPreparedStatementQuery(cmd))
             .try_encode()

@@ -8,6 +8,8 @@ mod common;
 #[cfg(feature = "flightsql")]
 mod federation;
 mod flight_client;
+mod limits;
+mod malformed;
 #[cfg(feature = "semantic")]
 mod tenants;
 mod wire;
