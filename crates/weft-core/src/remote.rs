@@ -249,18 +249,17 @@ impl SQLExecutor for RemoteExecutor {
     fn ast_analyzer(&self) -> Option<AstAnalyzer> {
         let mut inner = self.inner.ast_analyzer();
         let rewrite = self.ast_rewrite;
-        if inner.is_none() && rewrite.is_none() {
-            return None;
-        }
+        let kind = self.kind;
         Some(Box::new(move |statement| {
             let statement = match inner.as_mut() {
                 Some(analyzer) => analyzer(statement)?,
                 None => statement,
             };
-            match rewrite {
-                Some(rewrite) => rewrite(statement),
-                None => Ok(statement),
-            }
+            let statement = match rewrite {
+                Some(rewrite) => rewrite(statement)?,
+                None => statement,
+            };
+            exact_strings(statement, kind)
         }))
     }
 
@@ -387,6 +386,78 @@ impl Drop for Running {
             source = %self.source, rows = self.rows, bytes = self.bytes,
             seconds = elapsed.as_secs_f64(), outcome, sql = %self.sql, "remote query ended"
         );
+    }
+}
+
+/// Writes every string literal so that the source reads back exactly its value.
+///
+/// sqlparser prints a string literal's value between quotes doubling only the quotes that
+/// are not already next to another quote or after a backslash, so a value holding `''` or
+/// `\'` would be read back as another value, or end the literal early and let the rest of
+/// the value be read as SQL. Such values (and, for Postgres, any with a quote or backslash,
+/// whatever `standard_conforming_strings` says) are written in a form that has no such
+/// ambiguity: `E'...'` for Postgres, `CAST(X'<utf-8 hex>' AS TEXT)` for SQLite; a source
+/// with neither gets an error rather than a statement that may mean something else.
+fn exact_strings(mut statement: Statement, kind: &'static str) -> Result<Statement> {
+    use datafusion::sql::sqlparser::ast::{Expr, Value, VisitMut, VisitorMut};
+    use std::ops::ControlFlow;
+
+    struct Strings {
+        kind: &'static str,
+        refused: Option<String>,
+    }
+
+    impl VisitorMut for Strings {
+        type Break = ();
+
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            let Expr::Value(value) = expr else {
+                return ControlFlow::Continue(());
+            };
+            let Value::SingleQuotedString(s) = &value.value else {
+                return ControlFlow::Continue(());
+            };
+            let ambiguous = s.contains("''") || s.contains("\\'");
+            match self.kind {
+                "postgres" if s.contains('\'') || s.contains('\\') => {
+                    value.value = Value::EscapedStringLiteral(s.clone());
+                }
+                "sqlite" if ambiguous => {
+                    let hex: String = s.bytes().map(|b| format!("{b:02X}")).collect();
+                    let sql = format!("CAST(X'{hex}' AS TEXT)");
+                    let dialect = datafusion::sql::sqlparser::dialect::SQLiteDialect {};
+                    match datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+                        .try_with_sql(&sql)
+                        .and_then(|mut p| p.parse_expr())
+                    {
+                        Ok(cast) => *expr = cast,
+                        Err(e) => {
+                            self.refused = Some(e.to_string());
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+                _ if ambiguous => {
+                    self.refused = Some(format!(
+                        "the string {s:?} cannot be written unambiguously in {} SQL",
+                        self.kind
+                    ));
+                    return ControlFlow::Break(());
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+
+    let mut strings = Strings {
+        kind,
+        refused: None,
+    };
+    let _ = statement.visit(&mut strings);
+    match strings.refused {
+        Some(why) => Err(DataFusionError::NotImplemented(why)),
+        None => Ok(statement),
     }
 }
 

@@ -48,8 +48,34 @@ pub(crate) trait Decoder: Send {
     fn finish(&mut self) -> ArrayRef;
 }
 
+/// Counts the NULLs of a column whose only possible value is NULL.
+struct Nulls(usize);
+
+impl Decoder for Nulls {
+    fn append(&mut self, value: Option<&[u8]>) -> Result<(), String> {
+        match value {
+            None => {
+                self.0 += 1;
+                Ok(())
+            }
+            Some(_) => Err("a value where only NULL was expected".to_string()),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        Arc::new(datafusion::arrow::array::NullArray::new(std::mem::take(
+            &mut self.0,
+        )))
+    }
+}
+
 /// The decoder for values of `pg` read into (or cast afterwards to) `target`.
 pub(crate) fn decoder(pg: &Type, target: &DataType) -> Result<Box<dyn Decoder>, String> {
+    // A column DataFusion types as Null (`min(NULL)`, `NULL AS x`) comes back as text or
+    // whatever Postgres made of the untyped NULL: every value must be NULL.
+    if *target == DataType::Null {
+        return Ok(Box::new(Nulls(0)));
+    }
     match pg.kind() {
         Kind::Enum(_) => return Ok(Box::new(Text::new(TextKind::Plain))),
         Kind::Domain(base) => return decoder(base, target),
