@@ -288,22 +288,6 @@ impl PgServer {
         result
     }
 
-    /// The first column of every row `sql` returns, as text.
-    pub async fn query_text(
-        &self,
-        database: &str,
-        sql: &str,
-    ) -> Result<Vec<String>, tokio_postgres::Error> {
-        let (client, handle) = self.connect(database).await?;
-        let result = client
-            .query(sql, &[])
-            .await
-            .map(|rows| rows.iter().map(|row| row.get::<_, String>(0)).collect());
-        drop(client);
-        let _ = handle.await;
-        result
-    }
-
     async fn connect(
         &self,
         database: &str,

@@ -168,16 +168,31 @@ impl Drop for Running {
         let sslmode = std::mem::take(&mut self.sslmode);
         let address = std::mem::take(&mut self.address);
         runtime.spawn(async move {
-            match cancel(&token, &sslmode).await {
-                Ok(()) => tracing::debug!(%address, "cancelled an abandoned Postgres statement"),
-                Err(e) => tracing::warn!(%address, error = %e, "cannot cancel an abandoned Postgres statement"),
+            // Postgres drops a cancel request that arrives while it reads the next message of
+            // the statement (between Parse, Bind and Execute): so the request is repeated
+            // until the statement is over. The probe (an empty query) queues behind the
+            // statement and answers once it has ended; the connection then goes back to the
+            // pool clean.
+            let mut probe = std::pin::pin!(conn.conn.simple_query(""));
+            for attempt in 1..=CANCEL_ATTEMPTS {
+                if let Err(e) = cancel(&token, &sslmode).await {
+                    tracing::warn!(%address, error = %e, "cannot cancel an abandoned Postgres statement");
+                    break;
+                }
+                if tokio::time::timeout(CANCEL_WAIT, probe.as_mut()).await.is_ok() {
+                    tracing::debug!(%address, attempt, "cancelled an abandoned Postgres statement");
+                    return;
+                }
             }
-            // Waits for the cancelled statement to end (its error is expected) before the
-            // connection goes back to the pool.
-            let _ = conn.conn.simple_query("").await;
+            let _ = probe.await;
         });
     }
 }
+
+/// How often a cancel request is sent for one statement, and how long each waits for it to
+/// take effect.
+const CANCEL_ATTEMPTS: u32 = 20;
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Sends Postgres a cancel request over TLS when the connection uses it, verifying the
 /// server as the pool does for the same `sslmode`.

@@ -342,10 +342,9 @@ async fn eventually(seconds: u64, mut condition: impl AsyncFnMut() -> bool) -> b
     false
 }
 
-// The cancel request is sent (to the right backend pid, at the drop) but Postgres goes on
-// running the statement; the same request through a plain tokio-postgres connection cancels
-// it. Left for the next session (issue 7): the test shows the gap.
-#[ignore = "the cancel request sent for a pooled connection does not stop the statement yet"]
+// The query is dropped as soon as Postgres shows it active, which is often while Postgres
+// still reads the statement's messages: a cancel request arriving then is dropped by Postgres,
+// so this also checks that the request is repeated.
 #[tokio::test]
 async fn a_query_dropped_while_postgres_runs_it_is_cancelled_there() {
     let (database, weft) = database_with_a_hopeless_join().await;
@@ -361,17 +360,10 @@ async fn a_query_dropped_while_postgres_runs_it_is_cancelled_there() {
     // What a client's cancel, a disconnect or a timeout does to the query: its plan is dropped.
     query.abort();
     assert!(query.await.unwrap_err().is_cancelled());
-    let stopped = eventually(10, async || running().await == 0).await;
-    if !stopped {
-        let activity = server
-            .query_text(
-                &database,
-                "SELECT concat_ws(' ', pid, backend_type, state, backend_start, query_start, left(query, 80)) \
-                 FROM pg_stat_activity WHERE datname = current_database()",
-            )
-            .await;
-        panic!("the join still runs in Postgres after the query was dropped ({activity:?})");
-    }
+    assert!(
+        eventually(10, async || running().await == 0).await,
+        "the join still runs in Postgres after the query was dropped"
+    );
 
     // The connection went back to the pool in good order: the next query is answered.
     let answer = weft
