@@ -89,6 +89,9 @@ pub struct ServerConfig {
     /// `host:port` of a small HTTP endpoint serving `/health` and `/metrics` (Prometheus);
     /// off when not set.
     pub http_listen: Option<String>,
+    /// Threads that run queries (default: one per core). They are apart from the threads
+    /// that answer clients, so a busy engine never delays a deadline, a cancel or `/health`.
+    pub execution_threads: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +108,7 @@ impl Default for ServerConfig {
             memory_limit: None,
             query_memory_limit: None,
             http_listen: None,
+            execution_threads: None,
         }
     }
 }
@@ -674,6 +678,11 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(Error::InvalidConfig(
                 "`[server]` needs both `tls_cert` and `tls_key` for TLS, or neither".into(),
+            ));
+        }
+        if self.server.execution_threads == Some(0) {
+            return Err(Error::InvalidConfig(
+                "`[server] execution_threads` is 0: no query could ever run".into(),
             ));
         }
         if self.server.max_concurrent_queries == 0 {

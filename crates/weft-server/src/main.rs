@@ -143,7 +143,7 @@ fn main() -> ExitCode {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
-        LogFormat::Json => logs.json().with_current_span(false).init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

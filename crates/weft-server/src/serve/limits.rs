@@ -107,34 +107,34 @@ impl Limits {
 
     /// Waits for a slot to run a query in. Refused at once with "server busy" when the queue
     /// is full, and when the deadline passes while waiting.
-    pub(crate) async fn admit(&self, deadline: Option<&Deadline>) -> Result<Admission, Status> {
+    pub(crate) async fn admit(&self, deadline: Option<&Deadline>) -> Result<Admission, Refused> {
         if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
             return Ok(Admission { _permit: permit });
         }
         let waiting = Waiting::enter(&self.queued);
         if waiting.ahead >= self.max_queued {
-            return Err(Status::resource_exhausted(format!(
+            return Err(Refused::Busy(Status::resource_exhausted(format!(
                 "server busy: {} queries running and {} waiting, as many as `[server] \
                  max_concurrent_queries` ({}) and `max_queued_queries` ({}) allow; retry later",
                 self.running(),
                 waiting.ahead,
                 self.max_running,
                 self.max_queued
-            )));
+            ))));
         }
         let acquire = Arc::clone(&self.slots).acquire_owned();
         let permit = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline.at, acquire)
                 .await
                 .map_err(|_| {
-                    Status::deadline_exceeded(format!(
+                    Refused::Deadline(Status::deadline_exceeded(format!(
                         "{} (it was still waiting for one of the {} query slots)",
                         deadline.why, self.max_running
-                    ))
+                    )))
                 })?,
             None => acquire.await,
         }
-        .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        .map_err(|_| Refused::Other(Status::unavailable("the server is shutting down")))?;
         drop(waiting);
         Ok(Admission { _permit: permit })
     }
@@ -177,6 +177,23 @@ impl Limits {
 pub(crate) struct Deadline {
     pub(crate) at: Instant,
     pub(crate) why: String,
+}
+
+/// Why a query got no slot.
+pub(crate) enum Refused {
+    /// The queue is full.
+    Busy(Status),
+    /// The deadline passed while it waited.
+    Deadline(Status),
+    Other(Status),
+}
+
+impl From<Refused> for Status {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Busy(status) | Refused::Deadline(status) | Refused::Other(status) => status,
+        }
+    }
 }
 
 /// A query's slot, given back when dropped.

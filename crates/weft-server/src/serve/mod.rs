@@ -5,6 +5,8 @@
 //! that crate is complete and on Weft's own code where it is not.
 
 mod auth;
+mod cancel;
+mod execution;
 mod http;
 mod limits;
 mod metadata;
@@ -119,8 +121,15 @@ pub(crate) async fn serve(
         .await?;
         eprintln!("Health and metrics on http://{local} (/health, /metrics)");
     }
-    let service =
-        service::WeftFlightSqlService::new(sessions, auth.clone(), Arc::clone(&limits), metrics);
+    let executor = Arc::new(execution::Executor::new(config.server.execution_threads)?);
+    tracing::info!(threads = executor.threads(), "query threads");
+    let service = service::WeftFlightSqlService::new(
+        sessions,
+        auth.clone(),
+        Arc::clone(&limits),
+        metrics,
+        executor,
+    );
     let service = FlightServiceServer::new(service)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);

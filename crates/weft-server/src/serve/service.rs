@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -16,15 +17,16 @@ use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    self, ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
-    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
-    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt as _, SqlInfo,
+    self, ActionCancelQueryRequest, ActionCancelQueryResult, ActionClosePreparedStatementRequest,
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
+    CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes,
+    CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
+    DoPutPreparedStatementResult, ProstMessageExt as _, SqlInfo,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    IpcMessage, SchemaAsIpc, Ticket,
+    Action, ActionType, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -36,18 +38,21 @@ use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionContext, SessionState};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion_flight_sql_server::service::FlightSqlService as DataFusionFlightSqlService;
 use datafusion_flight_sql_server::session::SessionStateProvider;
 use datafusion_flight_sql_server::state::{CommandTicket, QueryHandle};
 use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use prost::bytes::Bytes;
 use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use super::auth::{Authenticator, Principal};
+use super::cancel::{self, Registration, Running};
+use super::execution::{Executor, Task};
 use super::http::{Metrics, Outcome};
-use super::limits::{Admission, Deadline, Limits};
+use super::limits::{Deadline, Limits, Refused};
 use super::metadata::{SQL_INFO, XDBC_TYPES};
 use super::params::number_placeholders;
 use super::sessions::Sessions;
@@ -82,6 +87,8 @@ pub(crate) struct WeftFlightSqlService {
     auth: Authenticator,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
+    executor: Arc<Executor>,
+    running: Arc<Running>,
 }
 
 impl WeftFlightSqlService {
@@ -90,6 +97,7 @@ impl WeftFlightSqlService {
         auth: Authenticator,
         limits: Arc<Limits>,
         metrics: Arc<Metrics>,
+        executor: Arc<Executor>,
     ) -> Self {
         let inner = DataFusionFlightSqlService::new_with_provider(Box::new(WeftSessions {
             sessions: Arc::clone(&sessions),
@@ -101,6 +109,8 @@ impl WeftFlightSqlService {
             auth,
             limits,
             metrics,
+            executor,
+            running: Arc::default(),
         }
     }
 
@@ -138,17 +148,19 @@ impl WeftFlightSqlService {
         planned
     }
 
-    /// Runs a query ticket: waits for a slot, plans, starts the plan with the query's own
-    /// memory pool, and streams the result until the deadline.
+    /// Runs a query ticket: waits for a slot, plans, and starts the plan on the query threads
+    /// with the query's own memory pool; the result streams until the deadline or a cancel.
     async fn start_query(
         &self,
         request: Request<Ticket>,
         started: Instant,
         deadline: Option<Deadline>,
-    ) -> Result<Response<DoGetStream>> {
+    ) -> Result<Response<DoGetStream>, Failed> {
         let user = principal(&request);
         let session = self.sessions.for_request(&request).await?;
-        let ticket = CommandTicket::try_decode(request.into_inner().ticket)
+        let ticket = request.into_inner().ticket;
+        let id = cancel::id_of(&ticket);
+        let ticket = CommandTicket::try_decode(ticket)
             .map_err(|e| Status::invalid_argument(format!("unreadable ticket: {e}")))?;
         let (sql, parameters) = match ticket.command {
             sql::Command::CommandStatementQuery(CommandStatementQuery { query, .. }) => {
@@ -166,9 +178,11 @@ impl WeftFlightSqlService {
                 return Err(Status::invalid_argument(format!(
                     "this ticket cannot be read: {}",
                     other.type_url()
-                )))
+                ))
+                .into())
             }
         };
+        let mut registration = id.map(|id| self.running.start(id, &user)).transpose()?;
         let admission = self.limits.admit(deadline.as_ref()).await?;
         let mut plan = self.plan(&session, &sql).await?;
         let schema = wire_schema(plan.schema().as_arrow());
@@ -179,22 +193,57 @@ impl WeftFlightSqlService {
         }
         let sources = sources_of(&plan);
         let query = self.limits.for_query(&session).map_err(|e| df_status(&e))?;
-        let start = async {
-            query
-                .execute_logical_plan(plan)
-                .await?
-                .execute_stream()
-                .await
+        let span = tracing::info_span!(
+            "query",
+            user = %user,
+            id = %id.map_or_else(|| "-".to_string(), |id| hex(&id[..4])),
+        );
+
+        // The plan runs on the query threads, holding the query's slot until it is over; its
+        // batches come back through a channel.
+        let (ready, is_ready) = oneshot::channel();
+        let (results, batches) = mpsc::channel(2);
+        let finished = Arc::new(AtomicBool::new(false));
+        let task = self.executor.spawn({
+            let finished = Arc::clone(&finished);
+            async move {
+                let _admission = admission;
+                let start = async {
+                    query
+                        .execute_logical_plan(plan)
+                        .await?
+                        .execute_stream()
+                        .await
+                };
+                let mut stream = match start.await {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                if ready.send(Ok(())).is_err() {
+                    return;
+                }
+                while let Some(batch) = stream.next().await {
+                    let failed = batch.is_err();
+                    if results.send(batch).await.is_err() || failed {
+                        return;
+                    }
+                }
+                finished.store(true, Ordering::Release);
+            }
+            .instrument(span.clone())
+        });
+        let stop = Stop {
+            deadline: deadline
+                .map(|Deadline { at, why }| (Box::pin(tokio::time::sleep_until(at)), why)),
+            cancelled: registration.as_mut().and_then(|r| r.cancelled.take()),
         };
-        let stream = match &deadline {
-            Some(Deadline { at, why }) => tokio::time::timeout_at(*at, start)
-                .await
-                .map_err(|_| Status::deadline_exceeded(why.clone()))?,
-            None => start.await,
-        }
-        .map_err(|e| df_status(&e))?;
-        let logged = Logged {
-            inner: stream,
+        let mut logged = Logged {
+            batches: Some(batches),
+            finished,
+            task,
             schema: Arc::clone(&schema),
             user,
             sql,
@@ -202,18 +251,73 @@ impl WeftFlightSqlService {
             started,
             rows: 0,
             outcome: None,
-            deadline: deadline
-                .map(|Deadline { at, why }| (Box::pin(tokio::time::sleep_until(at)), why)),
-            timed_out: false,
+            stop,
+            stopped: None,
             metrics: Arc::clone(&self.metrics),
-            _admission: admission,
+            span,
+            _registration: registration,
         };
+        // Errors in starting the plan are the DoGet's own status.
+        let started = tokio::select! {
+            started = is_ready => started.unwrap_or_else(|_| Err(DataFusionError::Execution(
+                "the query stopped before it started (see the server's log)".to_string(),
+            ))),
+            (status, outcome) = std::future::poll_fn(|cx| logged.stop.poll(cx)) => {
+                logged.outcome = Some(Err(status.message().to_string()));
+                logged.stopped = Some(outcome);
+                return Err(Failed { status, outcome: None });
+            }
+        };
+        if let Err(e) = started {
+            logged.outcome = Some(Err(e.to_string()));
+            return Err(Failed {
+                status: df_status(&e),
+                outcome: None,
+            });
+        }
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(logged)
             .map_err(Status::from);
         Ok(Response::new(Box::pin(flight)))
     }
+}
+
+/// A DoGet that ended before its result began to stream, and how the metrics count it
+/// (`None`: counted when its query was dropped).
+struct Failed {
+    status: Status,
+    outcome: Option<Outcome>,
+}
+
+impl From<Status> for Failed {
+    fn from(status: Status) -> Self {
+        let outcome = match status.code() {
+            tonic::Code::DeadlineExceeded => Outcome::timeout,
+            tonic::Code::Cancelled => Outcome::cancelled,
+            _ => Outcome::failed,
+        };
+        Self {
+            status,
+            outcome: Some(outcome),
+        }
+    }
+}
+
+impl From<Refused> for Failed {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Busy(status) => Self {
+                status,
+                outcome: Some(Outcome::busy),
+            },
+            other => Status::from(other).into(),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A DataFusion error as a status: the client's mistakes are INVALID_ARGUMENT.
@@ -316,11 +420,41 @@ fn sources_of(plan: &LogicalPlan) -> BTreeSet<String> {
     sources
 }
 
-/// A result stream that counts rows, ends the query at its deadline, holds its slot until it
-/// ends, and logs one line when it ends or is dropped. Dropping it (the client cancelled or
-/// went away) drops the query's plan, which cancels what it started in the sources.
+/// What ends a query before its result does: its deadline, or the client's cancel.
+struct Stop {
+    deadline: Option<(Pin<Box<tokio::time::Sleep>>, String)>,
+    cancelled: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
+}
+
+impl Stop {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<(Status, Outcome)> {
+        if let Some((sleep, why)) = self.deadline.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready((Status::deadline_exceeded(why.clone()), Outcome::timeout));
+            }
+        }
+        if let Some(cancelled) = self.cancelled.as_mut() {
+            if cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready((
+                    Status::cancelled("the client cancelled the query (CancelFlightInfo)"),
+                    Outcome::cancelled,
+                ));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// A query's result on its way to the client: counts rows, ends the query at its deadline or
+/// cancel, and logs one line when it ends or is dropped. Dropping it (the client cancelled or
+/// went away) aborts the query's task, whose plan cancels what it started in the sources.
 struct Logged {
-    inner: SendableRecordBatchStream,
+    /// The plan's batches; `None` once the query was stopped.
+    batches: Option<mpsc::Receiver<Result<RecordBatch, DataFusionError>>>,
+    /// Set by the task when the plan's stream ended: a channel closed without it means the
+    /// task died (a panic), never a complete result.
+    finished: Arc<AtomicBool>,
+    task: Task,
     schema: SchemaRef,
     user: String,
     sql: String,
@@ -328,10 +462,12 @@ struct Logged {
     started: Instant,
     rows: u64,
     outcome: Option<Result<(), String>>,
-    deadline: Option<(Pin<Box<tokio::time::Sleep>>, String)>,
-    timed_out: bool,
+    stop: Stop,
+    /// Why it ended early: its deadline or a cancel.
+    stopped: Option<Outcome>,
     metrics: Arc<Metrics>,
-    _admission: Admission,
+    span: tracing::Span,
+    _registration: Option<Registration>,
 }
 
 impl Stream for Logged {
@@ -341,21 +477,18 @@ impl Stream for Logged {
         if self.outcome.is_some() {
             return Poll::Ready(None);
         }
-        if let Some((sleep, why)) = self.deadline.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
-                let why = why.clone();
-                self.outcome = Some(Err(why.clone()));
-                self.timed_out = true;
-                // Drops the running plan now: its remote statements are cancelled.
-                self.inner = Box::pin(datafusion::physical_plan::EmptyRecordBatchStream::new(
-                    Arc::clone(&self.schema),
-                ));
-                return Poll::Ready(Some(Err(FlightError::Tonic(Box::new(
-                    Status::deadline_exceeded(why),
-                )))));
-            }
+        if let Poll::Ready((status, outcome)) = self.stop.poll(cx) {
+            self.outcome = Some(Err(status.message().to_string()));
+            self.stopped = Some(outcome);
+            // Stops the plan now: its remote statements are cancelled.
+            self.batches = None;
+            self.task.abort();
+            return Poll::Ready(Some(Err(FlightError::Tonic(Box::new(status)))));
         }
-        match self.inner.poll_next_unpin(cx) {
+        let Some(batches) = self.batches.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match batches.poll_recv(cx) {
             Poll::Ready(Some(Ok(batch))) => {
                 self.rows += batch.num_rows() as u64;
                 let schema = Arc::clone(&self.schema);
@@ -367,9 +500,16 @@ impl Stream for Logged {
                 self.outcome = Some(Err(e.to_string()));
                 Poll::Ready(Some(Err(FlightError::Tonic(Box::new(df_status(&e))))))
             }
-            Poll::Ready(None) => {
+            Poll::Ready(None) if self.finished.load(Ordering::Acquire) => {
                 self.outcome = Some(Ok(()));
                 Poll::Ready(None)
+            }
+            Poll::Ready(None) => {
+                let message = "the query stopped before its end (see the server's log)";
+                self.outcome = Some(Err(message.to_string()));
+                Poll::Ready(Some(Err(FlightError::Tonic(Box::new(Status::internal(
+                    message,
+                ))))))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -378,12 +518,13 @@ impl Stream for Logged {
 
 impl Drop for Logged {
     fn drop(&mut self) {
+        self.task.abort();
+        let _span = self.span.enter();
         let sources = self.sources.iter().cloned().collect::<Vec<_>>().join(",");
         let seconds = self.started.elapsed().as_secs_f64();
         let outcome = match &self.outcome {
             Some(Ok(())) => Outcome::ok,
-            Some(Err(_)) if self.timed_out => Outcome::timeout,
-            Some(Err(_)) => Outcome::failed,
+            Some(Err(_)) => self.stopped.unwrap_or(Outcome::failed),
             None => Outcome::cancelled,
         };
         self.metrics.query_ended(outcome, seconds, self.rows);
@@ -392,11 +533,11 @@ impl Drop for Logged {
                 user = %self.user, rows = self.rows, seconds, sources = %sources, sql = %self.sql,
                 "query done"
             ),
-            Some(Err(error)) => tracing::warn!(
+            Some(Err(error)) if outcome != Outcome::cancelled => tracing::warn!(
                 user = %self.user, rows = self.rows, seconds, sources = %sources, sql = %self.sql,
                 error = %error, "query failed"
             ),
-            None => tracing::info!(
+            _ => tracing::info!(
                 user = %self.user, rows = self.rows, seconds, sources = %sources, sql = %self.sql,
                 "query cancelled by the client"
             ),
@@ -442,19 +583,15 @@ impl FlightSqlService for WeftFlightSqlService {
     ) -> Result<Response<DoGetStream>> {
         let started = Instant::now();
         let deadline = self.limits.deadline(request.metadata());
-        let result = self.start_query(request, started, deadline).await;
-        if let Err(status) = &result {
-            let outcome = match status.code() {
-                tonic::Code::ResourceExhausted if status.message().starts_with("server busy") => {
-                    Outcome::busy
+        self.start_query(request, started, deadline)
+            .await
+            .map_err(|Failed { status, outcome }| {
+                if let Some(outcome) = outcome {
+                    self.metrics
+                        .query_ended(outcome, started.elapsed().as_secs_f64(), 0);
                 }
-                tonic::Code::DeadlineExceeded => Outcome::timeout,
-                _ => Outcome::failed,
-            };
-            self.metrics
-                .query_ended(outcome, started.elapsed().as_secs_f64(), 0);
-        }
-        result
+                status
+            })
     }
 
     async fn get_flight_info_statement(
@@ -468,6 +605,7 @@ impl FlightSqlService for WeftFlightSqlService {
         let ticket = CommandTicket::new(sql::Command::CommandStatementQuery(query))
             .try_encode()
             .map_err(|e| Status::internal(e.to_string()))?;
+        let ticket = cancel::with_new_id(&ticket)?;
         flight_info(&schema, ticket, request.into_inner())
     }
 
@@ -484,6 +622,7 @@ impl FlightSqlService for WeftFlightSqlService {
         let ticket = CommandTicket::new(sql::Command::CommandPreparedStatementQuery(cmd))
             .try_encode()
             .map_err(|e| Status::internal(e.to_string()))?;
+        let ticket = cancel::with_new_id(&ticket)?;
         flight_info(&schema, ticket, request.into_inner())
     }
 
@@ -720,7 +859,48 @@ impl FlightSqlService for WeftFlightSqlService {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+
+    /// The deprecated CancelQuery: as CancelFlightInfo.
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult> {
+        self.running.cancel_query(&query, &principal(&request))
+    }
+
+    /// CancelFlightInfo, the one action that is not Flight SQL's own.
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>> {
+        if request.get_ref().r#type != CANCEL_FLIGHT_INFO {
+            return Err(Status::invalid_argument(format!(
+                "unknown action `{}`",
+                request.get_ref().r#type
+            )));
+        }
+        let user = principal(&request);
+        let body = self
+            .running
+            .cancel_flight_info(&request.get_ref().body, &user)?;
+        let result = arrow_flight::Result { body };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(result)]))))
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<ActionType, Status>>> {
+        Some(vec![Ok(ActionType {
+            r#type: CANCEL_FLIGHT_INFO.to_string(),
+            description: "Cancels a query: its running DoGet stops, a later one is refused.\n\
+                 Request Message: CancelFlightInfoRequest\n\
+                 Response Message: CancelFlightInfoResult"
+                .to_string(),
+        })])
+    }
 }
+
+/// Flight's own action to cancel the query of a FlightInfo.
+const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
 
 fn table_types_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(

@@ -6,7 +6,12 @@ use std::time::{Duration, Instant};
 
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::{
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightInfo,
+};
+use datafusion::arrow::array::RecordBatch;
 use futures::TryStreamExt as _;
+use prost::Message as _;
 
 use crate::common::{self, Server};
 
@@ -148,6 +153,151 @@ async fn past_the_concurrency_limit_the_server_is_busy_and_a_cancelled_query_fre
     still_answers(&server.url()).await;
 }
 
+/// Sends `action` and reads its one result.
+async fn action(
+    client: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    kind: &str,
+    body: Vec<u8>,
+) -> Result<prost::bytes::Bytes, tonic::Status> {
+    let results = client
+        .do_action(Action::new(kind, body))
+        .await
+        .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+    let results = results.try_collect::<Vec<_>>().await?;
+    assert_eq!(results.len(), 1, "{results:?}");
+    Ok(results[0].body.clone())
+}
+
+/// Starts ENDLESS and reads it in the background; the FlightInfo and the reader.
+async fn start_endless(
+    url: &str,
+) -> (
+    FlightInfo,
+    tokio::task::JoinHandle<Result<Vec<RecordBatch>, FlightError>>,
+) {
+    let mut client = common::login(url, "ana", "pw").await;
+    let info = client.execute(ENDLESS.to_string(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    // The query runs once DoGet has answered.
+    let stream = client.do_get(ticket).await.unwrap();
+    let reading = tokio::spawn(async move {
+        let _client = client;
+        stream.try_collect::<Vec<_>>().await
+    });
+    (info, reading)
+}
+
+#[tokio::test]
+async fn cancel_flight_info_stops_the_running_query_and_refuses_its_ticket_later() {
+    let server = Server::with_config(&config(""), &[]);
+    let (info, reading) = start_endless(&server.url()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Another connection of the same user cancels it.
+    let mut canceller = common::login(&server.url(), "ana", "pw").await;
+    let started = Instant::now();
+    let body = CancelFlightInfoRequest::new(info.clone()).encode_to_vec();
+    let result = action(&mut canceller, "CancelFlightInfo", body)
+        .await
+        .unwrap();
+    let result = CancelFlightInfoResult::decode(result).unwrap();
+    assert_eq!(result.status(), CancelStatus::Cancelled);
+    let error = status(reading.await.unwrap().unwrap_err());
+    assert_eq!(error.code(), tonic::Code::Cancelled, "{error}");
+    assert!(error.message().contains("CancelFlightInfo"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    server.wait_for_log("query cancelled by the client", 1);
+
+    // Its ticket, fetched again, is refused: the client cancelled that query.
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let error = match canceller.do_get(ticket).await {
+        Err(e) => e.to_string(),
+        Ok(stream) => stream
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap_err()
+            .to_string(),
+    };
+    assert!(error.contains("was cancelled"), "{error}");
+
+    // The deprecated CancelQuery does the same.
+    let (info, reading) = start_endless(&server.url()).await;
+    let request = arrow_flight::sql::ActionCancelQueryRequest {
+        info: info.encode_to_vec().into(),
+    };
+    let body = arrow_flight::sql::Any::pack(&request)
+        .unwrap()
+        .encode_to_vec();
+    let result = action(&mut canceller, "CancelQuery", body).await.unwrap();
+    let result = arrow_flight::sql::Any::decode(result)
+        .unwrap()
+        .unpack::<arrow_flight::sql::ActionCancelQueryResult>()
+        .unwrap()
+        .unwrap();
+    assert_eq!(result.result, i32::from(CancelStatus::Cancelled));
+    let error = status(reading.await.unwrap().unwrap_err());
+    assert_eq!(error.code(), tonic::Code::Cancelled, "{error}");
+
+    // A FlightInfo of no query of this server cannot be cancelled.
+    let body = CancelFlightInfoRequest::new(FlightInfo::new()).encode_to_vec();
+    let result = action(&mut canceller, "CancelFlightInfo", body)
+        .await
+        .unwrap();
+    let result = CancelFlightInfoResult::decode(result).unwrap();
+    assert_eq!(result.status(), CancelStatus::NotCancellable);
+    still_answers(&server.url()).await;
+}
+
+/// A plan that keeps its threads busy between two polls for a long time (a nested-loop join
+/// evaluates its whole build side against each probe batch before it returns).
+const BUSY: &str =
+    "SELECT count(*) FROM range(400000) a, range(400000) b WHERE a.value * b.value = 7";
+
+#[tokio::test]
+async fn a_busy_plan_does_not_hold_up_its_deadline_or_other_clients_calls() {
+    let server = Server::with_config(
+        &config(
+            "query_timeout_secs = 2
+http_listen = \"127.0.0.1:0\"",
+        ),
+        &[],
+    );
+    let line = server.wait_for_log("Health and metrics on http://", 1);
+    let address = line[0]
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let mut client = common::login(&server.url(), "ana", "pw").await;
+    let started = Instant::now();
+    let busy = tokio::spawn(async move { common::query(&mut client, BUSY).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // While the query threads are busy, the server still logs people in and answers /health.
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut other = common::login(&server.url(), "ana", "pw").await;
+        other.execute("SELECT 1".to_string(), None).await
+    })
+    .await
+    .expect("no answer within 10 s while the query threads are busy");
+    answered.expect("planning answers while the query threads are busy");
+    let (code, body) = tokio::task::spawn_blocking(move || get(&address, "/health"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let error = status(busy.await.unwrap().unwrap_err());
+    assert_eq!(error.code(), tonic::Code::DeadlineExceeded, "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the deadline of 2 s was answered after {:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_query_over_its_memory_limit_fails_naming_the_limit() {
     let server = Server::with_config(&config("query_memory_limit = \"1 MiB\""), &[]);
@@ -247,7 +397,13 @@ async fn health_names_each_source_and_metrics_count_queries_and_source_traffic()
 
 #[tokio::test]
 async fn json_logs_carry_each_querys_fields() {
-    let server = Server::with_config(&config(""), &[("WEFT_LOG_FORMAT", "json")]);
+    let server = Server::with_config(
+        &config(""),
+        &[
+            ("WEFT_LOG_FORMAT", "json"),
+            ("WEFT_LOG", "warn,weft=info,weft_core=debug"),
+        ],
+    );
     let mut client = common::login(&server.url(), "ana", "pw").await;
     common::query(&mut client, "SELECT count(*) FROM shop.main.customers")
         .await
@@ -258,4 +414,19 @@ async fn json_logs_carry_each_querys_fields() {
     assert_eq!(event["fields"]["user"], "ana", "{event}");
     assert_eq!(event["fields"]["rows"], 1, "{event}");
     assert_eq!(event["level"], "INFO", "{event}");
+    assert_eq!(event["span"]["name"], "query", "{event}");
+    let id = event["span"]["id"].as_str().expect("the query's id");
+    assert_eq!(id.len(), 8, "{event}");
+
+    // The statement sent to the source is logged in the query's span, with what came back.
+    let line = server.wait_for_log("remote query ended", 1);
+    let remote: serde_json::Value = serde_json::from_str(&line[0]).expect("a JSON log line");
+    assert_eq!(remote["span"]["name"], "query", "{remote}");
+    assert_eq!(remote["span"]["id"], id, "{remote}");
+    assert_eq!(remote["fields"]["source"], "shop", "{remote}");
+    assert_eq!(remote["fields"]["rows"], 1, "{remote}");
+    assert_eq!(remote["fields"]["outcome"], "done", "{remote}");
+    let sql = remote["fields"]["sql"].as_str().unwrap();
+    assert!(sql.contains("customers"), "{remote}");
+    assert!(remote["fields"]["bytes"].as_u64().unwrap() > 0, "{remote}");
 }
