@@ -2,8 +2,10 @@
 //! DataFusion table in the catalog `<source>.main.<table>`, so that whole sub-plans over one
 //! file run inside SQLite.
 //!
-//! Built on datafusion-table-providers' SQLite pool and executor. Knows `rusqlite` and the
-//! SQLite dialect; knows nothing of the planner, the server or other connectors.
+//! Built on datafusion-table-providers' SQLite pool and table, with Weft's own reader
+//! ([`read`]: every SQLite error reported, rows in batches) and a statement runner that
+//! interrupts statements nobody waits for ([`executor`]). Knows `rusqlite` and the SQLite
+//! dialect; knows nothing of the planner, the server or other connectors.
 //!
 //! The file is never modified: it is opened with `mode=ro`, and the pool's usual switch to
 //! WAL mode (which writes `-wal`/`-shm` files beside the database) is never made.
@@ -13,6 +15,8 @@
 //! and timestamps must be stored as ISO-8601 text, the form SQLite's own date functions use.
 
 mod dialect;
+mod executor;
+mod read;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::common::TableReference;
 use datafusion::sql::unparser::dialect::SqliteDialect;
 use datafusion_federation::sql::SQLExecutor;
+use datafusion_table_providers::sql::db_connection_pool::dbconnection::sqliteconn::SqliteConnection;
 use datafusion_table_providers::sql::db_connection_pool::{
     sqlitepool::SqliteConnectionPool, DbConnectionPool, JoinPushDown, Mode,
 };
@@ -103,7 +108,22 @@ impl SqliteSource {
         let placeholder = Arc::new(Schema::empty());
         let sqlite =
             SQLiteTable::new_with_schema(&pool, placeholder, TableReference::bare("sqlite_master"));
-        let inner: Arc<dyn SQLExecutor> = Arc::new(sqlite);
+        // Statements run on the pool's one connection, stopped when their query is dropped.
+        let connection = pool
+            .connect()
+            .await
+            .map_err(|e| fail(format!("cannot open `{}`: {e}", path.display())))?;
+        let connection = connection
+            .as_any()
+            .downcast_ref::<SqliteConnection>()
+            .ok_or_else(|| fail("the pool's connection is not a SQLite connection".to_string()))?
+            .conn
+            .clone();
+        let inner: Arc<dyn SQLExecutor> = Arc::new(
+            executor::Interruptible::new(Arc::new(sqlite), connection)
+                .await
+                .map_err(|e| fail(format!("cannot open `{}`: {e}", path.display())))?,
+        );
         let executor = Arc::new(
             RemoteExecutor::new(
                 name,

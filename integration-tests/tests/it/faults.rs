@@ -118,3 +118,93 @@ async fn a_connection_cut_mid_stream_fails_the_query_at_once_and_the_next_one_re
     }
     assert_eq!(last, Some(vec![vec!["2000000".to_string()]]));
 }
+
+/// A SQLite file with `t(n)` of 2 000 rows.
+async fn sqlite_with_rows() -> (tempfile::TempDir, WeftContext) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE t(n INTEGER);
+             WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000)
+             INSERT INTO t SELECT n FROM g;
+             CREATE TABLE big(n INTEGER);
+             INSERT INTO big VALUES (9223372036854775807), (1);",
+        )
+        .unwrap();
+    let source = Arc::new(
+        weft_sqlite::SqliteSource::open("lite", &path)
+            .await
+            .unwrap(),
+    );
+    let mut weft = WeftContext::new();
+    weft.register(source).unwrap();
+    (dir, weft)
+}
+
+#[tokio::test]
+async fn a_dropped_sqlite_query_is_interrupted_and_the_file_serves_the_next_one() {
+    let (_dir, weft) = sqlite_with_rows().await;
+    // 2000^3 = 8e9 row combinations counted inside SQLite: hours, unless interrupted.
+    let endless = "SELECT count(*) FROM lite.main.t a, lite.main.t b, lite.main.t c \
+                   WHERE a.n + b.n + c.n < 0";
+    let explained = weft.explain(endless).await.unwrap();
+    assert_eq!(explained.remote.len(), 1, "{:#?}", explained.remote);
+    assert!(
+        explained.remote[0].sql.contains("count("),
+        "the query is not run by SQLite: {:#?}",
+        explained.remote
+    );
+    let mut stream = weft
+        .sql(endless)
+        .await
+        .unwrap()
+        .execute_stream()
+        .await
+        .unwrap();
+    let polled = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
+    assert!(polled.is_err(), "the endless query ended: {polled:?}");
+    drop(stream);
+
+    // The file's one connection is free again at once: the statement was interrupted.
+    let started = Instant::now();
+    let batches = tokio::time::timeout(Duration::from_secs(10), async {
+        weft.sql("SELECT count(*) FROM lite.main.t")
+            .await
+            .unwrap()
+            .collect()
+            .await
+    })
+    .await
+    .expect("the next query waited for the dropped one")
+    .unwrap();
+    assert_eq!(rows(&batches), [["2000"]]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_error_sqlite_raises_mid_result_fails_the_query_never_a_short_result() {
+    let (_dir, weft) = sqlite_with_rows().await;
+    for sql in [
+        // The error comes with the only row.
+        "SELECT sum(n) FROM lite.main.big",
+        // The first row is fine, the second overflows.
+        "SELECT abs(n - 9223372036854775807 - 2) FROM lite.main.big ORDER BY n DESC",
+    ] {
+        let error = weft
+            .sql(sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .expect_err(sql)
+            .to_string();
+        assert!(error.contains("integer overflow"), "{sql}: {error}");
+        assert!(error.contains("source `lite` (sqlite)"), "{sql}: {error}");
+    }
+}
