@@ -17,12 +17,21 @@ pub struct WeftServe {
     _dir: tempfile::TempDir,
 }
 
-/// The `weft` binary beside the running one (cargo puts the workspace's binaries together),
-/// unless `given`.
+/// The `weft` binary beside the running one (cargo puts the workspace's binaries together;
+/// a test runs from `deps/` below them), unless `given`.
 pub fn weft_binary(given: Option<&Path>) -> Result<PathBuf> {
     let bin = match given {
         Some(bin) => bin.to_path_buf(),
-        None => std::env::current_exe()?.with_file_name("weft"),
+        None => {
+            let exe = std::env::current_exe()?;
+            let beside = exe.with_file_name("weft");
+            match exe.parent() {
+                Some(deps) if !beside.is_file() && deps.ends_with("deps") => {
+                    deps.with_file_name("weft")
+                }
+                _ => beside,
+            }
+        }
     };
     if !bin.is_file() {
         bail!(

@@ -9,4 +9,5 @@ mod pg_types;
 mod postgres;
 mod pushdown;
 mod semantic;
+mod serve;
 mod tpch;
