@@ -284,8 +284,8 @@ impl SQLExecutor for RemoteExecutor {
             sql: query.to_string(),
             totals: Arc::clone(&self.log.totals),
             started: std::time::Instant::now(),
-            rows: 0,
-            bytes: 0,
+            rows: Arc::clone(&rows),
+            bytes: Arc::clone(&bytes),
             outcome: None,
         };
         running.totals.statements.fetch_add(1, Ordering::Relaxed);
@@ -305,7 +305,6 @@ impl SQLExecutor for RemoteExecutor {
                         let size = data_size(&batch);
                         rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                         bytes.fetch_add(size, Ordering::Relaxed);
-                        running.received(batch.num_rows() as u64, size);
                         Some(Ok(batch))
                     }
                     Some(Err(e)) => {
@@ -346,18 +345,14 @@ struct Running {
     sql: String,
     totals: Arc<Totals>,
     started: std::time::Instant,
-    rows: u64,
-    bytes: u64,
+    /// The statement's counts, which its [`RemoteQuery`] in the log shares.
+    rows: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
     /// `Some(true)` once the result ended, `Some(false)` on an error, `None` if abandoned.
     outcome: Option<bool>,
 }
 
 impl Running {
-    fn received(&mut self, rows: u64, bytes: u64) {
-        self.rows += rows;
-        self.bytes += bytes;
-    }
-
     /// The first end counts: an error, or the end of the result.
     fn ended(&mut self, ok: bool) {
         self.outcome.get_or_insert(ok);
@@ -368,8 +363,12 @@ impl Drop for Running {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
         let t = &self.totals;
-        t.rows.fetch_add(self.rows, Ordering::Relaxed);
-        t.bytes.fetch_add(self.bytes, Ordering::Relaxed);
+        let (rows, bytes) = (
+            self.rows.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        );
+        t.rows.fetch_add(rows, Ordering::Relaxed);
+        t.bytes.fetch_add(bytes, Ordering::Relaxed);
         t.micros.fetch_add(
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
@@ -383,7 +382,7 @@ impl Drop for Running {
             None => "abandoned",
         };
         tracing::debug!(
-            source = %self.source, rows = self.rows, bytes = self.bytes,
+            source = %self.source, rows, bytes,
             seconds = elapsed.as_secs_f64(), outcome, sql = %self.sql, "remote query ended"
         );
     }
