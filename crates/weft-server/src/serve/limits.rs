@@ -13,7 +13,8 @@ use std::time::Duration;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::memory_pool::{
-    GreedyMemoryPool, MemoryLimit, MemoryPool, MemoryReservation, UnboundedMemoryPool,
+    FairSpillPool, GreedyMemoryPool, MemoryLimit, MemoryPool, MemoryReservation,
+    UnboundedMemoryPool,
 };
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -157,10 +158,12 @@ impl Limits {
     /// `session` with a memory pool of its own for one query, drawing on the server's.
     pub(crate) fn for_query(&self, session: &SessionContext) -> Result<SessionContext> {
         let state = session.state();
+        let limit = self.query_memory.map(to_usize);
         let pool: Arc<dyn MemoryPool> = Arc::new(QueryPool {
             server: Arc::clone(&self.server_pool),
             server_limit: self.server_memory,
-            limit: self.query_memory.map(to_usize),
+            limit,
+            own: limit.map(FairSpillPool::new),
             used: AtomicUsize::new(0),
         });
         let runtime: Arc<RuntimeEnv> = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
@@ -252,11 +255,17 @@ fn to_usize(bytes: u64) -> usize {
 }
 
 /// One query's memory: its own limit, and every byte also taken from the server's pool.
+///
+/// Within the query, memory is shared as DataFusion's `FairSpillPool` shares it: operators
+/// that can spill (sorts, aggregations) get an equal share of what the others leave, so a
+/// sort spills before it takes the memory its merge or a join needs.
 #[derive(Debug)]
 struct QueryPool {
     server: Arc<dyn MemoryPool>,
     server_limit: Option<u64>,
     limit: Option<usize>,
+    /// The query's own accounting, when it has a limit.
+    own: Option<FairSpillPool>,
     used: AtomicUsize,
 }
 
@@ -294,43 +303,55 @@ impl MemoryPool for QueryPool {
     }
 
     fn register(&self, consumer: &datafusion::execution::memory_pool::MemoryConsumer) {
+        if let Some(own) = &self.own {
+            own.register(consumer);
+        }
         self.server.register(consumer);
     }
 
     fn unregister(&self, consumer: &datafusion::execution::memory_pool::MemoryConsumer) {
+        if let Some(own) = &self.own {
+            own.unregister(consumer);
+        }
         self.server.unregister(consumer);
     }
 
     fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        if let Some(own) = &self.own {
+            own.grow(reservation, additional);
+        }
         self.used.fetch_add(additional, Ordering::Relaxed);
         self.server.grow(reservation, additional);
     }
 
     fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        if let Some(own) = &self.own {
+            own.shrink(reservation, shrink);
+        }
         self.used.fetch_sub(shrink, Ordering::Relaxed);
         self.server.shrink(reservation, shrink);
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
         let limit = self.limit.unwrap_or(usize::MAX);
-        if self
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                used.checked_add(additional).filter(|total| *total <= limit)
-            })
-            .is_err()
-        {
-            return Err(self.exhausted(
-                reservation,
-                additional,
-                &format!(
-                    "over the memory limit of one query, {} (`[server] query_memory_limit`)",
-                    ByteSize(limit as u64)
-                ),
-            ));
+        if let Some(own) = &self.own {
+            if own.try_grow(reservation, additional).is_err() {
+                return Err(self.exhausted(
+                    reservation,
+                    additional,
+                    &format!(
+                        "over the memory limit of one query, {} (`[server] query_memory_limit`)",
+                        ByteSize(limit as u64)
+                    ),
+                ));
+            }
         }
+        self.used.fetch_add(additional, Ordering::Relaxed);
         if self.server.try_grow(reservation, additional).is_err() {
             self.used.fetch_sub(additional, Ordering::Relaxed);
+            if let Some(own) = &self.own {
+                own.shrink(reservation, additional);
+            }
             let limit = self
                 .server_limit
                 .map_or_else(|| "?".to_string(), |l| ByteSize(l).to_string());

@@ -314,6 +314,20 @@ async fn a_query_over_its_memory_limit_fails_naming_the_limit() {
     still_answers(&server.url()).await;
 }
 
+#[tokio::test]
+async fn a_sort_over_the_memory_limit_spills_to_disk_and_finishes() {
+    let server = Server::with_config(&config("query_memory_limit = \"64 MiB\""), &[]);
+    let mut client = common::login(&server.url(), "ana", "pw").await;
+    // Sorting 8 million rows for the window takes far more than 64 MiB: the sort spills.
+    let sql = "SELECT sum(rn), count(*) FROM (SELECT row_number() OVER (ORDER BY value % 1000, \
+               value) AS rn FROM range(8000000))";
+    let batches = common::query(&mut client, sql)
+        .await
+        .expect("the sort spills instead of failing");
+    assert_eq!(common::rows(&batches), ["32000004000000|8000000"]);
+    still_answers(&server.url()).await;
+}
+
 /// `GET path` on `address`: the status code and the body.
 fn get(address: &str, path: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
