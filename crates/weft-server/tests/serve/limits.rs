@@ -328,6 +328,44 @@ async fn a_sort_over_the_memory_limit_spills_to_disk_and_finishes() {
     still_answers(&server.url()).await;
 }
 
+#[tokio::test]
+async fn on_sigterm_a_query_in_flight_finishes_whole_and_new_ones_are_refused() {
+    let server = Server::with_config(&config(""), &[]);
+    let mut client = common::login(&server.url(), "ana", "pw").await;
+    // A few seconds of work: 0..49 999 999 mod 7, summed (7 142 857 cycles of 0+1+...+6).
+    let sql = "SELECT sum(value % 7) FROM range(50000000)";
+    let info = client.execute(sql.to_string(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let stream = client.do_get(ticket).await.unwrap();
+    let reading = tokio::spawn(stream.try_collect::<Vec<_>>());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("TERM");
+    server.wait_for_log("Shutting down", 1);
+
+    let batches = reading
+        .await
+        .unwrap()
+        .expect("the query in flight finishes");
+    assert_eq!(common::rows(&batches), ["149999997"]);
+    let log = server.log();
+    let position = |needle: &str| log.iter().position(|l| l.contains(needle));
+    assert!(
+        position("Shutting down") < position("query done"),
+        "the query ended before the shutdown began, so this checked nothing: {log:#?}"
+    );
+    // No new connection is accepted any more.
+    let endpoint = server.url().replace("grpc://", "http://");
+    let refused = tonic::transport::Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted after SIGTERM"
+    );
+    assert!(server.stop().success(), "weft serve did not exit cleanly");
+}
+
 /// `GET path` on `address`: the status code and the body.
 fn get(address: &str, path: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
