@@ -358,3 +358,15 @@ fn round_float(v: f64) -> String {
         format!("{text}.0")
     }
 }
+
+/// Polls `condition` every 100 ms until it holds, for up to `seconds`; whether it held.
+pub async fn eventually(seconds: u64, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}

@@ -327,6 +327,19 @@ impl PgServer {
         .expect("read pg_stat_activity")
     }
 
+    /// A fresh database with `big(n, k)`: 200 000 rows, `k` in 0..4, so that the `count(*)`
+    /// of a self-join on `k` ([`HOPELESS`], 10^10 rows) runs for hours in Postgres.
+    pub async fn database_with_a_hopeless_join(&self) -> String {
+        let database = self.create_database("hopeless").await;
+        self.execute(
+            &database,
+            "CREATE TABLE big AS SELECT g AS n, g % 4 AS k FROM generate_series(1, 200000) g",
+        )
+        .await
+        .expect("create big");
+        database
+    }
+
     /// Creates a fresh database and returns its name.
     pub async fn create_database(&self, prefix: &str) -> String {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -360,3 +373,6 @@ fn run(command: &mut Command) -> Result<(), String> {
 
 #[allow(dead_code)]
 fn _unused(_: &Path) {}
+
+/// A query over [`PgServer::database_with_a_hopeless_join`]'s source `pg` that never ends.
+pub const HOPELESS: &str = "SELECT count(*) FROM pg.public.big a JOIN pg.public.big b ON a.k = b.k";

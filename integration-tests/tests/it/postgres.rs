@@ -1,8 +1,11 @@
 //! PostgreSQL as a source, against a real server (see `integration_tests::pg`).
 
+use integration_tests::pg::HOPELESS;
 use std::sync::Arc;
 
-use integration_tests::{lake, local, pg, postgres_placement, rows, shop, MemorySource};
+use integration_tests::{
+    eventually, lake, local, pg, postgres_placement, rows, shop, MemorySource,
+};
 use weft_core::Source;
 use weft_planner::WeftContext;
 use weft_postgres::{PostgresOptions, PostgresSource};
@@ -309,37 +312,15 @@ async fn exists_and_in_subqueries_run_in_postgres_but_not_in_keeps_its_nulls() {
     assert!(sent.iter().all(|s| !s.contains("EXISTS")), "{sent:#?}");
 }
 
-/// A database with `big(n, k)`: 200 000 rows, `k` in 0..4, so a self-join on `k` makes
-/// 10^10 rows and its `count(*)`, pushed to Postgres whole, runs for hours there.
+/// A Postgres source `pg` over [`pg::PgServer::database_with_a_hopeless_join`].
 async fn database_with_a_hopeless_join() -> (String, WeftContext) {
     let server = pg::server();
-    let database = server.create_database("cancel").await;
-    server
-        .execute(
-            &database,
-            "CREATE TABLE big AS SELECT g AS n, g % 4 AS k FROM generate_series(1, 200000) g",
-        )
-        .await
-        .unwrap();
+    let database = server.database_with_a_hopeless_join().await;
     let options = PostgresOptions::from_url(&server.url(&database)).unwrap();
     let source = Arc::new(PostgresSource::open("pg", options).await.unwrap());
     let mut weft = WeftContext::new();
     weft.register(source).unwrap();
     (database, weft)
-}
-
-const HOPELESS: &str = "SELECT count(*) FROM pg.public.big a JOIN pg.public.big b ON a.k = b.k";
-
-/// Polls `condition` every 100 ms for up to `seconds`.
-async fn eventually(seconds: u64, mut condition: impl AsyncFnMut() -> bool) -> bool {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    while std::time::Instant::now() < until {
-        if condition().await {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    false
 }
 
 // The query is dropped as soon as Postgres shows it active, which is often while Postgres

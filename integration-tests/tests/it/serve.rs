@@ -1,40 +1,17 @@
 //! `weft serve` over Postgres, end to end: a client that cancels its query (CancelFlightInfo)
 //! or goes away leaves nothing running in Postgres.
 
-use std::time::Duration;
-
 use arrow_flight::{Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus};
 use futures::TryStreamExt as _;
-use integration_tests::pg;
+use integration_tests::eventually;
+use integration_tests::pg::{self, HOPELESS};
 use integration_tests::serve::{hash_password, weft_binary, WeftServe};
 use prost::Message as _;
-
-/// 200 000 rows whose self-join on `k` makes 10^10: hours of work for Postgres.
-const HOPELESS: &str = "SELECT count(*) FROM pg.public.big a JOIN pg.public.big b ON a.k = b.k";
-
-/// Polls `condition` every 100 ms for up to `seconds`.
-async fn eventually(seconds: u64, mut condition: impl AsyncFnMut() -> bool) -> bool {
-    let until = std::time::Instant::now() + Duration::from_secs(seconds);
-    while std::time::Instant::now() < until {
-        if condition().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
 
 #[tokio::test]
 async fn a_cancelled_or_abandoned_query_leaves_nothing_running_in_postgres() {
     let server = pg::server();
-    let database = server.create_database("serve_cancel").await;
-    server
-        .execute(
-            &database,
-            "CREATE TABLE big AS SELECT g AS n, g % 4 AS k FROM generate_series(1, 200000) g",
-        )
-        .await
-        .unwrap();
+    let database = server.database_with_a_hopeless_join().await;
     let bin = weft_binary(None).expect(
         "the `weft` binary (`cargo test --workspace` builds it; or `cargo build -p weft-server`)",
     );

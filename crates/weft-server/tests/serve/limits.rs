@@ -266,13 +266,7 @@ http_listen = \"127.0.0.1:0\"",
         ),
         &[],
     );
-    let line = server.wait_for_log("Health and metrics on http://", 1);
-    let address = line[0]
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let address = http_address(&server);
     let mut client = common::login(&server.url(), "ana", "pw").await;
     let started = Instant::now();
     let busy = tokio::spawn(async move { common::query(&mut client, BUSY).await });
@@ -366,6 +360,17 @@ async fn on_sigterm_a_query_in_flight_finishes_whole_and_new_ones_are_refused() 
     assert!(server.stop().success(), "weft serve did not exit cleanly");
 }
 
+/// The `host:port` of the server's HTTP endpoint, from its start-up line.
+fn http_address(server: &Server) -> String {
+    let line = server.wait_for_log("Health and metrics on http://", 1);
+    line[0]
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string()
+}
+
 /// `GET path` on `address`: the status code and the body.
 fn get(address: &str, path: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
@@ -396,13 +401,7 @@ async fn health_names_each_source_and_metrics_count_queries_and_source_traffic()
         1,
     );
     let server = Server::with_config(&config, &[]);
-    let line = server.wait_for_log("Health and metrics on http://", 1);
-    let address = line[0]
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let address = http_address(&server);
 
     let (code, body) = get(&address, "/health");
     assert_eq!(code, 200, "{body}");
