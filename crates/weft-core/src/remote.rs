@@ -398,7 +398,10 @@ impl Drop for Running {
 /// ambiguity: `E'...'` for Postgres, `CAST(X'<utf-8 hex>' AS TEXT)` for SQLite; a source
 /// with neither gets an error rather than a statement that may mean something else.
 fn exact_strings(mut statement: Statement, kind: &'static str) -> Result<Statement> {
-    use datafusion::sql::sqlparser::ast::{Expr, Value, VisitMut, VisitorMut};
+    use datafusion::sql::sqlparser::ast::{
+        Expr, Ident, ObjectName, Query, Select, SelectItem, TableAlias, TableFactor, Value,
+        VisitMut, VisitorMut,
+    };
     use std::ops::ControlFlow;
 
     struct Strings {
@@ -406,8 +409,100 @@ fn exact_strings(mut statement: Statement, kind: &'static str) -> Result<Stateme
         refused: Option<String>,
     }
 
+    impl Strings {
+        /// Refuses a name that, printed, would end its quotes early: sqlparser leaves a quote
+        /// after a backslash as it is, so an alias such as ``a\` , (SELECT ...) AS x --``
+        /// would add a column and comment out the rest of the statement. (A pair of quotes
+        /// inside a name is printed as it is too, which reads back as one quote: the name
+        /// changes, the same way wherever it is printed, but stays one name.)
+        fn identifier(&mut self, ident: &Ident) -> ControlFlow<()> {
+            let value = &ident.value;
+            let safe = match ident.quote_style {
+                Some(q @ ('"' | '`' | '\'')) => !value
+                    .chars()
+                    .zip(value.chars().skip(1))
+                    .any(|pair| pair == ('\\', q)),
+                Some('[') => !value.contains(']'),
+                Some(_) => false,
+                None => {
+                    value
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+                        && !value.starts_with(|c: char| c.is_ascii_digit() || c == '$')
+                }
+            };
+            if safe {
+                return ControlFlow::Continue(());
+            }
+            self.refused = Some(format!(
+                "the name {value:?} cannot be written unambiguously in {} SQL",
+                self.kind
+            ));
+            ControlFlow::Break(())
+        }
+
+        fn alias(&mut self, alias: Option<&TableAlias>) -> ControlFlow<()> {
+            if let Some(alias) = alias {
+                self.identifier(&alias.name)?;
+                for column in &alias.columns {
+                    self.identifier(&column.name)?;
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+
     impl VisitorMut for Strings {
         type Break = ();
+
+        fn pre_visit_relation(&mut self, relation: &mut ObjectName) -> ControlFlow<()> {
+            for part in &relation.0 {
+                if let Some(ident) = part.as_ident() {
+                    self.identifier(ident)?;
+                }
+            }
+            ControlFlow::Continue(())
+        }
+
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let Some(with) = &query.with {
+                for cte in &with.cte_tables {
+                    self.alias(Some(&cte.alias))?;
+                }
+            }
+            ControlFlow::Continue(())
+        }
+
+        fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+            for item in &select.projection {
+                if let SelectItem::ExprWithAlias { alias, .. } = item {
+                    self.identifier(alias)?;
+                }
+            }
+            ControlFlow::Continue(())
+        }
+
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            match factor {
+                TableFactor::Table { alias, .. }
+                | TableFactor::Derived { alias, .. }
+                | TableFactor::TableFunction { alias, .. }
+                | TableFactor::Function { alias, .. }
+                | TableFactor::UNNEST { alias, .. }
+                | TableFactor::NestedJoin { alias, .. } => self.alias(alias.as_ref()),
+                _ => ControlFlow::Continue(()),
+            }
+        }
+
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            match expr {
+                Expr::Identifier(ident) => self.identifier(ident),
+                Expr::CompoundIdentifier(idents) => {
+                    idents.iter().try_for_each(|ident| self.identifier(ident))
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
 
         fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
             let Expr::Value(value) = expr else {

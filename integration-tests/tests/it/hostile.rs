@@ -82,8 +82,37 @@ async fn check(weft: &WeftContext, source: &dyn Source, catalog: &str, schema: &
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         assert_eq!(rows(&got), want, "{sql}");
     }
+    // Aliases (the user's own names) that would end their quotes early if printed as they
+    // are, and add a column read by a subquery: refused, or answered exactly (a break-out
+    // gives two columns or a syntax error from the source).
+    let table = format!(r#"{catalog}.{schema}."""; DROP TABLE canary; --""#);
+    for alias in [
+        // Printed as they are, these end their quotes and comment out the rest of the line:
+        // `AS "a\", (SELECT 7) AS x --"` makes a valid statement that reads no table.
+        r#""a\` , (SELECT 7) AS x --""#,
+        r#""a\"" , (SELECT 7) AS x --""#,
+        r#""a\` , (SELECT 7) AS `b""#,
+        r#""a"""" , (SELECT 7) AS """"b""#,
+    ] {
+        let sql = format!(r#"SELECT "Mixed Case" AS {alias} FROM {table} WHERE "Mixed Case" = 1"#);
+        let answer = match weft.sql(&sql).await {
+            Ok(frame) => frame.collect().await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(batches) => {
+                assert_eq!(rows(&batches), [["1"]], "{sql}");
+                assert_eq!(batches[0].num_columns(), 1, "{sql}");
+            }
+            Err(e) => assert!(
+                e.to_string().contains("cannot be written unambiguously"),
+                "{sql}: {e}"
+            ),
+        }
+    }
     let sent = source.query_log().unwrap().statements();
     assert!(!sent.is_empty());
+
     for statement in &sent {
         assert!(statement.starts_with("SELECT "), "{statement}");
         assert!(

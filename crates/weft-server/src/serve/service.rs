@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -203,9 +202,7 @@ impl WeftFlightSqlService {
         // batches come back through a channel.
         let (ready, is_ready) = oneshot::channel();
         let (results, batches) = mpsc::channel(2);
-        let finished = Arc::new(AtomicBool::new(false));
         let task = self.executor.spawn({
-            let finished = Arc::clone(&finished);
             async move {
                 let _admission = admission;
                 let start = async {
@@ -225,13 +222,24 @@ impl WeftFlightSqlService {
                 if ready.send(Ok(())).is_err() {
                     return;
                 }
-                while let Some(batch) = stream.next().await {
-                    let failed = batch.is_err();
-                    if results.send(batch).await.is_err() || failed {
+                // One batch is held back until the next one or the end is known, so the last
+                // batch goes out marked as such: the client has the end of the result with
+                // its last rows, and one that stops reading then (a LIMIT) is not "cancelled".
+                let mut held: Option<RecordBatch> = None;
+                loop {
+                    let piece = match stream.next().await {
+                        Some(Ok(batch)) => match held.replace(batch) {
+                            Some(previous) => Ok(Piece::Batch(previous)),
+                            None => continue,
+                        },
+                        Some(Err(e)) => Err(e),
+                        None => Ok(Piece::Last(held.take())),
+                    };
+                    let more = matches!(piece, Ok(Piece::Batch(_)));
+                    if results.send(piece).await.is_err() || !more {
                         return;
                     }
                 }
-                finished.store(true, Ordering::Release);
             }
             .instrument(span.clone())
         });
@@ -242,7 +250,6 @@ impl WeftFlightSqlService {
         };
         let mut logged = Logged {
             batches: Some(batches),
-            finished,
             task,
             schema: Arc::clone(&schema),
             user,
@@ -445,15 +452,19 @@ impl Stop {
     }
 }
 
+/// What the query's task sends: a batch, or the last one (if any) with the end.
+enum Piece {
+    Batch(RecordBatch),
+    Last(Option<RecordBatch>),
+}
+
 /// A query's result on its way to the client: counts rows, ends the query at its deadline or
 /// cancel, and logs one line when it ends or is dropped. Dropping it (the client cancelled or
 /// went away) aborts the query's task, whose plan cancels what it started in the sources.
 struct Logged {
-    /// The plan's batches; `None` once the query was stopped.
-    batches: Option<mpsc::Receiver<Result<RecordBatch, DataFusionError>>>,
-    /// Set by the task when the plan's stream ended: a channel closed without it means the
-    /// task died (a panic), never a complete result.
-    finished: Arc<AtomicBool>,
+    /// The plan's batches; `None` once the query was stopped. A channel that closes before
+    /// the last piece means the task died (a panic): never a complete result.
+    batches: Option<mpsc::Receiver<Result<Piece, DataFusionError>>>,
     task: Task,
     schema: SchemaRef,
     user: String,
@@ -488,31 +499,33 @@ impl Stream for Logged {
         let Some(batches) = self.batches.as_mut() else {
             return Poll::Ready(None);
         };
-        match batches.poll_recv(cx) {
-            Poll::Ready(Some(Ok(batch))) => {
-                self.rows += batch.num_rows() as u64;
-                let schema = Arc::clone(&self.schema);
-                Poll::Ready(Some(
-                    to_wire(batch, &schema).map_err(|e| FlightError::ExternalError(e.into())),
-                ))
+        let batch = match batches.poll_recv(cx) {
+            Poll::Ready(Some(Ok(Piece::Batch(batch)))) => batch,
+            Poll::Ready(Some(Ok(Piece::Last(last)))) => {
+                self.outcome = Some(Ok(()));
+                match last {
+                    Some(batch) => batch,
+                    None => return Poll::Ready(None),
+                }
             }
             Poll::Ready(Some(Err(e))) => {
                 self.outcome = Some(Err(e.to_string()));
-                Poll::Ready(Some(Err(FlightError::Tonic(Box::new(df_status(&e))))))
-            }
-            Poll::Ready(None) if self.finished.load(Ordering::Acquire) => {
-                self.outcome = Some(Ok(()));
-                Poll::Ready(None)
+                return Poll::Ready(Some(Err(FlightError::Tonic(Box::new(df_status(&e))))));
             }
             Poll::Ready(None) => {
                 let message = "the query stopped before its end (see the server's log)";
                 self.outcome = Some(Err(message.to_string()));
-                Poll::Ready(Some(Err(FlightError::Tonic(Box::new(Status::internal(
+                return Poll::Ready(Some(Err(FlightError::Tonic(Box::new(Status::internal(
                     message,
-                ))))))
+                ))))));
             }
-            Poll::Pending => Poll::Pending,
-        }
+            Poll::Pending => return Poll::Pending,
+        };
+        self.rows += batch.num_rows() as u64;
+        let schema = Arc::clone(&self.schema);
+        Poll::Ready(Some(
+            to_wire(batch, &schema).map_err(|e| FlightError::ExternalError(e.into())),
+        ))
     }
 }
 
