@@ -341,6 +341,8 @@ async fn on_sigterm_a_query_in_flight_finishes_whole_and_new_ones_are_refused() 
         .unwrap()
         .expect("the query in flight finishes");
     assert_eq!(common::rows(&batches), ["149999997"]);
+    // The line is written just after the client saw the end.
+    server.wait_for_log("query done", 1);
     let log = server.log();
     let position = |needle: &str| log.iter().position(|l| l.contains(needle));
     assert!(
