@@ -8,7 +8,8 @@ never downloaded: autoinstall and autoload are off.
 Job:
   {"parquet": DIR, "sqlite": FILE, "postgres": LIBPQ_CONNINFO,
    "tables": {"lineitem": "parquet" | "postgres" | "sqlite", ...},
-   "queries": [{"n": 1, "sql": "..."}], "runs": N, "threads": N}
+   "queries": [{"n": 1, "sql": "..."}], "runs": N, "threads": N,
+   "self_warming": SECONDS (a first run this long counts as timed: no separate warm-up)}
 
 Result, per query: {"n", "times": [seconds...], "wire_bytes": int (median run),
 "peak_rss": bytes, "rows": [[text...]...]} or {"n", "error": "..."}.
@@ -126,14 +127,18 @@ def main():
     for query in job["queries"]:
         n, sql = query["n"], query["sql"]
         try:
-            rows = con.execute(sql).fetchall()  # warm-up
-            times, moved = [], []
+            # The first run is a warm-up, unless it is long enough to be its own (as in
+            # weft-bench: SELF_WARMING).
+            times, moved, first = [], [], True
             reset_peak_rss()
-            for _ in range(int(job["runs"])):
+            while len(times) < int(job["runs"]):
                 before, started = wire_bytes(iface), time.perf_counter()
                 rows = con.execute(sql).fetchall()
-                times.append(time.perf_counter() - started)
-                moved.append(wire_bytes(iface) - before)
+                took = time.perf_counter() - started
+                if not first or took >= float(job["self_warming"]):
+                    times.append(took)
+                    moved.append(wire_bytes(iface) - before)
+                first = False
             results.append(
                 {
                     "n": n,

@@ -27,9 +27,11 @@ struct Args {
     /// TPC-H scale factor.
     #[arg(long, default_value_t = 1.0)]
     sf: f64,
-    /// Timed runs per query after one warm-up run; the median is reported.
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
+    /// Timed runs per query after one warm-up run; the median is reported. Default: 3 below
+    /// SF 1, 1 from SF 1 up (a whole SF 1 run then takes minutes, not half an hour). A first
+    /// run longer than 2 s is its own warm-up and counts as the first timed run.
+    #[arg(long)]
+    runs: Option<usize>,
     /// Queries to run (default: all 22), e.g. `1,3,18`.
     #[arg(long, value_delimiter = ',')]
     queries: Vec<u32>,
@@ -69,6 +71,25 @@ struct Args {
     /// Where the report goes.
     #[arg(long)]
     out: PathBuf,
+}
+
+impl Args {
+    /// Timed runs per query: `--runs`, or the default for the scale factor.
+    fn runs(&self) -> usize {
+        self.runs
+            .unwrap_or(if self.sf >= 1.0 { 1 } else { 3 })
+            .max(1)
+    }
+}
+
+/// A first run at least this long is its own warm-up: what a warm-up warms (connections,
+/// the file cache, prepared plans) is then a small share of the time, and running the query
+/// again would double the benchmark's length for the slowest cells.
+const SELF_WARMING: Duration = Duration::from_secs(2);
+
+/// Whether a run counts as timed: every run after the first, and a long first run.
+fn timed(first: bool, took: Duration) -> bool {
+    !first || took >= SELF_WARMING
 }
 
 /// What one source sent Weft during a run.
@@ -178,7 +199,7 @@ async fn run(args: Args) -> Result<()> {
                     let mut out = Vec::new();
                     for &(n, sql) in &queries {
                         let sql = placement.qualify(sql).map_err(anyhow::Error::msg)?;
-                        let cell = run_weft(&weft, &sql, args.runs).await;
+                        let cell = run_weft(&weft, &sql, args.runs()).await;
                         eprintln!("  {engine:<16} q{n:02} {}", summary(&cell));
                         out.push((n, cell));
                     }
@@ -191,7 +212,7 @@ async fn run(args: Args) -> Result<()> {
                     let mut out = Vec::new();
                     for &(n, sql) in &queries {
                         let sql = placement.qualify(sql).map_err(anyhow::Error::msg)?;
-                        let cell = server.run(&sql, args.runs).await;
+                        let cell = server.run(&sql, args.runs()).await;
                         eprintln!("  {engine:<16} q{n:02} {}", summary(&cell));
                         out.push((n, cell));
                     }
@@ -201,7 +222,7 @@ async fn run(args: Args) -> Result<()> {
                 "postgres" if placement == Placement::Postgres => {
                     let mut out = Vec::new();
                     for &(n, sql) in &queries {
-                        let cell = run_postgres(&pg_url, sql, args.runs).await;
+                        let cell = run_postgres(&pg_url, sql, args.runs()).await;
                         eprintln!("  {engine:<16} q{n:02} {}", summary(&cell));
                         out.push((n, cell));
                     }
@@ -515,16 +536,10 @@ async fn run_weft(weft: &weft_planner::WeftContext, sql: &str, runs: usize) -> C
         }
     };
     let mut cell = Cell::default();
-    match once().await {
-        Ok((batches, _)) => cell.rows = tpch::cells(&batches).unwrap_or_default(),
-        Err(e) => {
-            cell.error = Some(e.to_string().replace('\n', " "));
-            return cell;
-        }
-    }
     reset_peak_rss();
     let (mut times, mut moved) = (Vec::new(), Vec::new());
-    for _ in 0..runs.max(1) {
+    let mut first = true;
+    while times.len() < runs {
         for source in weft.sources() {
             if let Some(log) = source.query_log() {
                 log.clear();
@@ -532,15 +547,23 @@ async fn run_weft(weft: &weft_planner::WeftContext, sql: &str, runs: usize) -> C
         }
         let before = wire_bytes();
         let started = Instant::now();
-        match once().await {
-            Ok((_, plan)) => cell.sources = traffic(weft, &plan),
+        let (batches, plan) = match once().await {
+            Ok(done) => done,
             Err(e) => {
                 cell.error = Some(e.to_string().replace('\n', " "));
                 return cell;
             }
+        };
+        let took = started.elapsed();
+        if first {
+            cell.rows = tpch::cells(&batches).unwrap_or_default();
         }
-        times.push(started.elapsed().as_secs_f64());
-        moved.push(wire_bytes() - before);
+        if timed(first, took) {
+            cell.sources = traffic(weft, &plan);
+            times.push(took.as_secs_f64());
+            moved.push(wire_bytes() - before);
+        }
+        first = false;
     }
     cell.remote_queries = Some(cell.sources.values().map(|t| t.statements as usize).sum());
     cell.seconds = Some(median(&mut times));
@@ -658,25 +681,29 @@ impl WeftServer {
                 Err(_) => bail!("timed out after {} s", WEFT_TIMEOUT.as_secs()),
             }
         };
-        match once().await {
-            Ok(batches) => cell.rows = tpch::cells(&batches).unwrap_or_default(),
-            Err(e) => {
-                cell.error = Some(format!("{e:#}").replace('\n', " "));
-                return cell;
-            }
-        }
         let pid = self.serve.pid();
         let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
         let (mut times, mut moved) = (Vec::new(), Vec::new());
-        for _ in 0..runs.max(1) {
+        let mut first = true;
+        while times.len() < runs {
             let before = wire_bytes();
             let started = Instant::now();
-            if let Err(e) = once().await {
-                cell.error = Some(format!("{e:#}").replace('\n', " "));
-                return cell;
+            let batches = match once().await {
+                Ok(batches) => batches,
+                Err(e) => {
+                    cell.error = Some(format!("{e:#}").replace('\n', " "));
+                    return cell;
+                }
+            };
+            let took = started.elapsed();
+            if first {
+                cell.rows = tpch::cells(&batches).unwrap_or_default();
             }
-            times.push(started.elapsed().as_secs_f64());
-            moved.push(wire_bytes() - before);
+            if timed(first, took) {
+                times.push(took.as_secs_f64());
+                moved.push(wire_bytes() - before);
+            }
+            first = false;
         }
         cell.seconds = Some(median(&mut times));
         cell.wire_bytes = Some(median_u64(&mut moved));
@@ -703,7 +730,6 @@ async fn run_postgres(url: &str, sql: &str, runs: usize) -> Cell {
                 POSTGRES_TIMEOUT.as_millis()
             ))
             .await?;
-        client.simple_query(sql).await?;
         // The backend serving this connection, for its peak memory (parallel workers, being
         // other processes, are not counted). Same machine, same /proc.
         let backend: i32 = client
@@ -712,12 +738,17 @@ async fn run_postgres(url: &str, sql: &str, runs: usize) -> Cell {
             .get(0);
         let _ = std::fs::write(format!("/proc/{backend}/clear_refs"), "5");
         let (mut times, mut moved) = (Vec::new(), Vec::new());
-        for _ in 0..runs.max(1) {
+        let mut first = true;
+        while times.len() < runs {
             let before = wire_bytes();
             let started = Instant::now();
             client.simple_query(sql).await?;
-            times.push(started.elapsed().as_secs_f64());
-            moved.push(wire_bytes() - before);
+            let took = started.elapsed();
+            if timed(first, took) {
+                times.push(took.as_secs_f64());
+                moved.push(wire_bytes() - before);
+            }
+            first = false;
         }
         let peak = peak_rss_of(&format!("/proc/{backend}/status"));
         drop(client);
@@ -767,7 +798,8 @@ fn run_duckdb(
         "postgres": conninfo,
         "tables": tables,
         "queries": queries.iter().map(|(n, sql)| json!({"n": n, "sql": sql})).collect::<Vec<_>>(),
-        "runs": args.runs,
+        "runs": args.runs(),
+        "self_warming": SELF_WARMING.as_secs_f64(),
         "iface": iface(),
     });
     let mut child = Command::new(&args.python)
@@ -999,7 +1031,7 @@ impl Report<'_> {
         json!({
             "benchmark": "TPC-H",
             "scale_factor": self.args.sf,
-            "runs": self.args.runs,
+            "runs": self.args.runs(),
             "machine": Self::machine(),
             "date": Self::now(),
             "engines": self.engines,
@@ -1013,7 +1045,8 @@ impl Report<'_> {
 
     fn markdown(&self) -> String {
         let mut md = format!(
-            "## TPC-H SF {} — {} — {}\n\nMedian of {} timed run(s) after a warm-up. {} \
+            "## TPC-H SF {} — {} — {}\n\nMedian of {} timed run(s) after a warm-up (a first run over 2 s is its own warm-up \
+             and counts as timed). {} \
              *From sources*: what Weft's own counters saw in one run, per source: statements \
              sent, rows and Arrow bytes received (for Parquet: rows out of the scans and bytes \
              read from the files). ✓: the answer matches Weft's `local` answer, DuckDB's answer \
@@ -1021,7 +1054,7 @@ impl Report<'_> {
             self.args.sf,
             Self::machine(),
             Self::now(),
-            self.args.runs,
+            self.args.runs(),
             match self.args.link {
                 Some(rate) => format!(
                     "PostgreSQL ran behind a link shaped to {} Mbit/s each way (veth pair, `tc \
