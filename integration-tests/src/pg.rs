@@ -108,13 +108,16 @@ impl Cluster {
     }
 
     /// Starts `postgres` under a shell that stops it when this process is gone, so a test
-    /// run never leaves a server behind.
+    /// run never leaves a server behind, and then deletes the cluster's directory: a cluster
+    /// held in a `static` (the tests' shared server) is never dropped, and each test run
+    /// would otherwise leave its data in the temporary directory.
     fn spawn(&self, port: u16) -> Result<Child, String> {
         let script = format!(
             "\"$0\" -D \"$1\" -p {port} -k \"$2\" -c listen_addresses={listen} -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off & pid=$!; \
              while [ -d /proc/{parent} ] && kill -0 $pid 2>/dev/null; do sleep 1; done; \
-             kill -INT $pid 2>/dev/null; wait $pid",
+             kill -INT $pid 2>/dev/null; wait $pid; \
+             [ -d /proc/{parent} ] || rm -rf \"$2\"",
             parent = std::process::id(),
             listen = self.listen,
         );
