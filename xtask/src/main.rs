@@ -161,26 +161,31 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     run(&mut command)
 }
 
-/// `weft-load` against the `weft` binary, both built in one invocation (debug, with the
-/// test build's features, unless `--release`).
+/// `weft-load` against the `weft` binary, both built in one invocation: in debug, by the
+/// test build itself (`cargo test --no-run` builds the binaries the tests use, with the
+/// features cargo unifies for the tests), so that after `cargo test` (as in CI) nothing is
+/// compiled again; with `--release`, by `cargo build --release`.
 fn load(root: &Path, args: &[String]) -> Result<()> {
     let release = args.iter().any(|a| a == "--release");
     let args: Vec<&String> = args.iter().filter(|a| *a != "--release").collect();
     let mut build = Command::new(cargo_bin());
-    build.args(["build", "--all-features"]);
     if release {
-        build.arg("--release");
+        build.args([
+            "build",
+            "--release",
+            "--all-features",
+            "--package",
+            "weft-server",
+            "--bin",
+            "weft",
+            "--package",
+            "integration-tests",
+            "--bin",
+            "weft-load",
+        ]);
+    } else {
+        build.args(["test", "--workspace", "--all-features", "--no-run"]);
     }
-    build.args([
-        "--package",
-        "weft-server",
-        "--bin",
-        "weft",
-        "--package",
-        "integration-tests",
-        "--bin",
-        "weft-load",
-    ]);
     run(&mut build)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -15,23 +15,16 @@ use std::time::{Duration, Instant};
 use integration_tests::{federated, local, postgres_placement, rows};
 use weft_planner::WeftContext;
 
-/// xorshift64*: small, fast, and the same sequence everywhere.
-struct Rng(u64);
+/// A seeded generator: a seed gives the same queries everywhere.
+struct Rng(fastrand::Rng);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        Rng(fastrand::Rng::with_seed(seed))
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.usize(..n)
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {

@@ -51,7 +51,7 @@ use super::auth::{Authenticator, Principal};
 use super::cancel::{self, Registration, Running};
 use super::execution::{Executor, Task};
 use super::http::{Metrics, Outcome};
-use super::limits::{Deadline, Limits, Refused};
+use super::limits::{Admission, Deadline, Limits, Refused};
 use super::metadata::{SQL_INFO, XDBC_TYPES};
 use super::params::number_placeholders;
 use super::sessions::Sessions;
@@ -159,28 +159,7 @@ impl WeftFlightSqlService {
         let session = self.sessions.for_request(&request).await?;
         let ticket = request.into_inner().ticket;
         let id = cancel::id_of(&ticket);
-        let ticket = CommandTicket::try_decode(ticket)
-            .map_err(|e| Status::invalid_argument(format!("unreadable ticket: {e}")))?;
-        let (sql, parameters) = match ticket.command {
-            sql::Command::CommandStatementQuery(CommandStatementQuery { query, .. }) => {
-                (query, None)
-            }
-            sql::Command::CommandPreparedStatementQuery(CommandPreparedStatementQuery {
-                prepared_statement_handle,
-            }) => {
-                let handle = QueryHandle::try_decode(prepared_statement_handle)
-                    .map_err(|e| Status::invalid_argument(format!("unreadable handle: {e}")))?;
-                let parameters = handle.parameters().map(param_values).transpose()?;
-                (handle.query().to_string(), parameters)
-            }
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "this ticket cannot be read: {}",
-                    other.type_url()
-                ))
-                .into())
-            }
-        };
+        let (sql, parameters) = read_ticket(ticket)?;
         let mut registration = id.map(|id| self.running.start(id, &user)).transpose()?;
         let admission = self.limits.admit(deadline.as_ref()).await?;
         let mut plan = self.plan(&session, &sql).await?;
@@ -202,47 +181,9 @@ impl WeftFlightSqlService {
         // batches come back through a channel.
         let (ready, is_ready) = oneshot::channel();
         let (results, batches) = mpsc::channel(2);
-        let task = self.executor.spawn({
-            async move {
-                let _admission = admission;
-                let start = async {
-                    query
-                        .execute_logical_plan(plan)
-                        .await?
-                        .execute_stream()
-                        .await
-                };
-                let mut stream = match start.await {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                        return;
-                    }
-                };
-                if ready.send(Ok(())).is_err() {
-                    return;
-                }
-                // One batch is held back until the next one or the end is known, so the last
-                // batch goes out marked as such: the client has the end of the result with
-                // its last rows, and one that stops reading then (a LIMIT) is not "cancelled".
-                let mut held: Option<RecordBatch> = None;
-                loop {
-                    let piece = match stream.next().await {
-                        Some(Ok(batch)) => match held.replace(batch) {
-                            Some(previous) => Ok(Piece::Batch(previous)),
-                            None => continue,
-                        },
-                        Some(Err(e)) => Err(e),
-                        None => Ok(Piece::Last(held.take())),
-                    };
-                    let more = matches!(piece, Ok(Piece::Batch(_)));
-                    if results.send(piece).await.is_err() || !more {
-                        return;
-                    }
-                }
-            }
-            .instrument(span.clone())
-        });
+        let task = self
+            .executor
+            .spawn(run_plan(query, plan, admission, ready, results).instrument(span.clone()));
         let stop = Stop {
             deadline: deadline
                 .map(|Deadline { at, why }| (Box::pin(tokio::time::sleep_until(at)), why)),
@@ -287,6 +228,76 @@ impl WeftFlightSqlService {
             .build(logged)
             .map_err(Status::from);
         Ok(Response::new(Box::pin(flight)))
+    }
+}
+
+/// The SQL a query ticket carries, with its bound parameters if it is a prepared statement's.
+fn read_ticket(ticket: Bytes) -> Result<(String, Option<ParamValues>), Status> {
+    let ticket = CommandTicket::try_decode(ticket)
+        .map_err(|e| Status::invalid_argument(format!("unreadable ticket: {e}")))?;
+    match ticket.command {
+        sql::Command::CommandStatementQuery(CommandStatementQuery { query, .. }) => {
+            Ok((query, None))
+        }
+        sql::Command::CommandPreparedStatementQuery(CommandPreparedStatementQuery {
+            prepared_statement_handle,
+        }) => {
+            let handle = QueryHandle::try_decode(prepared_statement_handle)
+                .map_err(|e| Status::invalid_argument(format!("unreadable handle: {e}")))?;
+            let parameters = handle.parameters().map(param_values).transpose()?;
+            Ok((handle.query().to_string(), parameters))
+        }
+        other => Err(Status::invalid_argument(format!(
+            "this ticket cannot be read: {}",
+            other.type_url()
+        ))),
+    }
+}
+
+/// Runs a query's plan on the query threads, holding its slot (`admission`) until it is over:
+/// says on `ready` whether it started, then sends its batches on `results`.
+async fn run_plan(
+    query: SessionContext,
+    plan: LogicalPlan,
+    admission: Admission,
+    ready: oneshot::Sender<Result<(), DataFusionError>>,
+    results: mpsc::Sender<Result<Piece, DataFusionError>>,
+) {
+    let _admission = admission;
+    let start = async {
+        query
+            .execute_logical_plan(plan)
+            .await?
+            .execute_stream()
+            .await
+    };
+    let mut stream = match start.await {
+        Ok(stream) => stream,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    if ready.send(Ok(())).is_err() {
+        return;
+    }
+    // One batch is held back until the next one or the end is known, so the last batch goes
+    // out marked as such: the client has the end of the result with its last rows, and one
+    // that stops reading then (a LIMIT) is not "cancelled".
+    let mut held: Option<RecordBatch> = None;
+    loop {
+        let piece = match stream.next().await {
+            Some(Ok(batch)) => match held.replace(batch) {
+                Some(previous) => Ok(Piece::Batch(previous)),
+                None => continue,
+            },
+            Some(Err(e)) => Err(e),
+            None => Ok(Piece::Last(held.take())),
+        };
+        let more = matches!(piece, Ok(Piece::Batch(_)));
+        if results.send(piece).await.is_err() || !more {
+            return;
+        }
     }
 }
 
