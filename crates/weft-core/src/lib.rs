@@ -9,6 +9,7 @@
 mod batch;
 pub mod config;
 mod error;
+mod precedence;
 pub mod remote;
 mod source;
 

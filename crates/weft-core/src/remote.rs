@@ -259,7 +259,7 @@ impl SQLExecutor for RemoteExecutor {
                 Some(rewrite) => rewrite(statement)?,
                 None => statement,
             };
-            exact_strings(statement, kind)
+            exact_strings(crate::precedence::explicit_precedence(statement), kind)
         }))
     }
 

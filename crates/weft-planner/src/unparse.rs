@@ -123,8 +123,11 @@ fn rename_column(column: &Column, scope: &DFSchema, renames: &Renames) -> Option
         Column::new(table.clone(), &column.name),
         Column::new(column.relation.clone(), &name),
     ];
+    // A qualified column stays qualified: `c.id` read as a bare `id` would be ambiguous, or
+    // another table's, where the SQL names two tables' `id` (a sort over a join's projection).
     candidates
         .into_iter()
+        .filter(|c| c.relation.is_some() || column.relation.is_none())
         .find(|c| c != column && scope.has_column(c))
         .or_else(|| table.map(|t| Column::new(Some(t), &column.name)))
 }

@@ -4,13 +4,11 @@
 //! TLP oracle: `count(p) + count(NOT p) + count(p IS NULL)` is the count without a filter),
 //! which holds whatever the source computes for `p` only if Weft keeps its semantics.
 //!
-//! Seeds are deterministic (1, 2, 3, ...) and run for `WEFT_FUZZ_SECONDS` (default 15) per
-//! placement, so CI checks the same first queries every time and a longer run by hand
-//! (`WEFT_FUZZ_SECONDS=600 cargo test -p integration-tests --test it fuzz`) goes further;
-//! `WEFT_FUZZ_SEED=N` starts at seed N. A failure prints its seed and SQL: each one found
-//! becomes a query in `differential.rs`.
-
-use std::time::{Duration, Instant};
+//! Seeds are deterministic (1, 2, 3, ...): `WEFT_FUZZ_CASES` of them (default 120) per
+//! placement, so CI checks the same queries on any machine, however fast, and a longer run by
+//! hand (`WEFT_FUZZ_CASES=2000 cargo test -p integration-tests --test it fuzz`) goes further;
+//! `WEFT_FUZZ_SEED=N` starts at seed N. A failure prints its seed, SQL and plan (with the SQL
+//! each source was sent): each one found becomes a test of its own.
 
 use integration_tests::{federated, local, postgres_placement, rows};
 use weft_planner::WeftContext;
@@ -335,26 +333,37 @@ async fn answer(weft: &WeftContext, sql: &str) -> Result<Vec<Vec<String>>, Strin
     Ok(rows(&batches))
 }
 
+/// The physical plan, with the SQL each source was sent, for a failure's message.
+async fn plan(weft: &WeftContext, sql: &str) -> String {
+    match answer(weft, &format!("EXPLAIN {sql}")).await {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|row| row.join("  "))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => format!("(EXPLAIN failed: {e})"),
+    }
+}
+
 async fn count(weft: &WeftContext, sql: &str) -> Result<i64, String> {
     let rows = answer(weft, sql).await?;
     rows[0][0].parse().map_err(|e| format!("{e}"))
 }
 
-/// Runs seeds from `WEFT_FUZZ_SEED` (default 1) for `WEFT_FUZZ_SECONDS`; returns what failed.
+/// Runs `WEFT_FUZZ_CASES` seeds from `WEFT_FUZZ_SEED` (default 1); fails on what went wrong.
 async fn fuzz(placement: &str, weft: &WeftContext, reference: &WeftContext) {
-    let seconds = std::env::var("WEFT_FUZZ_SECONDS")
+    let cases: u64 = std::env::var("WEFT_FUZZ_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+        .unwrap_or(120);
     let first: u64 = std::env::var("WEFT_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    let until = Instant::now() + Duration::from_secs(seconds);
     let mut failures = Vec::new();
     let (mut checked, mut skipped) = (0, 0);
     let mut seed = first;
-    while Instant::now() < until && failures.len() < 5 {
+    while seed < first + cases && failures.len() < 5 {
         let case = case(seed);
         seed += 1;
         // Differential: the federated answer is the local one. A query DataFusion itself
@@ -374,9 +383,10 @@ async fn fuzz(placement: &str, weft: &WeftContext, reference: &WeftContext) {
                 case.sql
             )),
             Err(e) => failures.push(format!(
-                "seed {}: {}\n  {placement} failed: {e}",
+                "seed {}: {}\n  {placement} failed: {e}\n  plan:\n{}",
                 seed - 1,
-                case.sql
+                case.sql,
+                plan(weft, &case.sql).await
             )),
         }
         // Ternary logic partitioning of the predicate, in the federated placement.

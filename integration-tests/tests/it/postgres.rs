@@ -41,6 +41,45 @@ async fn join_filter_and_aggregate_run_in_postgres_as_one_query() {
     }
 }
 
+/// Found by the fuzz test (seed 128): `ORDER BY 3` sorts by `o.id + 7 + c.id`, and the
+/// SQL once named `c.id` as a bare `id`, which PostgreSQL refuses as ambiguous.
+#[tokio::test]
+async fn a_sort_by_a_computed_column_of_a_join_keeps_its_columns_tables() {
+    let sql = "SELECT o.id, (o.id + 7) + c.id FROM shop.main.customers c
+               JOIN shop.main.orders o ON o.customer_id = c.id
+               WHERE c.vip ORDER BY 2, 1";
+    let (weft, shop) = postgres_placement().await;
+    let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
+    assert!(!got.is_empty());
+    assert_eq!(got, local_answer(sql).await);
+    let sent = shop.query_log().unwrap().statements();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert!(sent[0].contains("+ \"c\".\"id\")"), "{}", sent[0]);
+}
+
+/// Found by the fuzz test (seed 218): `(NOT vip) IS NULL` was sent as `NOT vip IS NULL`,
+/// which PostgreSQL reads as `NOT (vip IS NULL)`: every row instead of none.
+#[tokio::test]
+async fn a_test_of_a_negation_means_the_same_in_postgres() {
+    let (weft, shop) = postgres_placement().await;
+    for sql in [
+        "SELECT count(*) FROM shop.main.customers WHERE (NOT vip) IS NULL",
+        "SELECT count(*) FROM shop.main.customers WHERE (NOT vip) IS NOT TRUE",
+        "SELECT count(*) FROM shop.main.customers WHERE (email IS NULL) = vip",
+        "SELECT count(*) FROM shop.main.customers WHERE (NOT vip) < (email IS NULL)",
+    ] {
+        let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
+        assert_eq!(got, local_answer(sql).await, "{sql}");
+    }
+    let sent = shop.query_log().unwrap().statements();
+    for part in [
+        r#"WHERE (NOT "customers"."vip") IS NULL"#,
+        r#"WHERE (("customers"."email" IS NULL) = "customers"."vip")"#,
+    ] {
+        assert!(sent.iter().any(|s| s.contains(part)), "{part}: {sent:#?}");
+    }
+}
+
 #[tokio::test]
 async fn three_way_join_sends_each_source_its_own_filter_and_columns() {
     // Customers in Postgres (`crm`), orders in SQLite (`shop`), events in Parquet (`lake`).
