@@ -60,15 +60,24 @@ pub use federate::FederationRule;
 
 /// The session config Weft plans with.
 pub fn session_config() -> SessionConfig {
-    let mut config = SessionConfig::new()
+    let config = SessionConfig::new()
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(true);
-    // Filters reach the Parquet decoder, not only row-group and page pruning. The decoder
-    // applies the conjuncts one after another, so a tenant's row filter removes other
-    // tenants' rows before a user predicate that could fail on them runs
-    // (`semantic::a_failing_predicate_does_not_reveal_other_tenants_rows`); DataFusion's
-    // FilterExec evaluates `a AND b` on whole batches and would not. Off, the TPC-H queries
-    // run about 23 % faster: see the README's benchmark section.
+    // Parquet filters prune row groups and pages but are not evaluated inside the decoder
+    // (`pushdown_filters`, off by default): with it on, the TPC-H queries ran 23 % slower.
+    // Tenant sessions turn it on ([`with_filters_in_the_decoder`]).
+    config
+}
+
+/// `config` with filters evaluated inside the Parquet decoder, one conjunct after another.
+///
+/// The semantic layer's tenant sessions use it: a tenant's row filter then removes other
+/// tenants' rows before a user predicate that could fail on them runs
+/// (`semantic::a_failing_predicate_does_not_reveal_other_tenants_rows`). DataFusion's
+/// `FilterExec` evaluates `a AND b` on whole batches and would let such a predicate's error
+/// reveal a row. This holds for the Parquet decoder's order only; a filter kept in
+/// DataFusion or sent to a SQL source has no such order (see ARCHITECTURE.md).
+pub fn with_filters_in_the_decoder(mut config: SessionConfig) -> SessionConfig {
     config.options_mut().execution.parquet.pushdown_filters = true;
     config.options_mut().execution.parquet.reorder_filters = true;
     config

@@ -175,7 +175,7 @@ impl Drop for Running {
             // pool clean.
             let mut probe = std::pin::pin!(conn.conn.simple_query(""));
             for attempt in 1..=CANCEL_ATTEMPTS {
-                if let Err(e) = cancel(&token, &sslmode).await {
+                if let Err(e) = cancel(&token, &sslmode, &address).await {
                     tracing::warn!(%address, error = %e, "cannot cancel an abandoned Postgres statement");
                     break;
                 }
@@ -196,12 +196,35 @@ const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Sends Postgres a cancel request over TLS when the connection uses it, verifying the
 /// server as the pool does for the same `sslmode`.
-async fn cancel(token: &CancelToken, sslmode: &str) -> std::result::Result<(), String> {
+///
+/// Without TLS, the request's connection to `address` is closed by Postgres only after it
+/// has signalled the backend, and this waits for that ([`UntilClosed`]): a request still on
+/// its way when the connection goes back to the pool would cancel the next statement sent on
+/// it (seen as `canceling statement due to user request` on an unrelated query).
+async fn cancel(
+    token: &CancelToken,
+    sslmode: &str,
+    address: &str,
+) -> std::result::Result<(), String> {
     if sslmode == "disable" {
-        return token
-            .cancel_query(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string());
+        let stream = match address.rsplit_once(':') {
+            Some((host, port)) => match port.parse::<u16>() {
+                Ok(port) => tokio::net::TcpStream::connect((host, port)).await.ok(),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        return match stream {
+            Some(stream) => token
+                .cancel_query_raw(UntilClosed::new(stream), tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string()),
+            // A Unix socket: tokio-postgres connects itself, without waiting for the close.
+            None => token
+                .cancel_query(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string()),
+        };
     }
     let tls = native_tls::TlsConnector::builder()
         .danger_accept_invalid_hostnames(sslmode != "verify-full")
@@ -212,6 +235,76 @@ async fn cancel(token: &CancelToken, sslmode: &str) -> std::result::Result<(), S
         .cancel_query(postgres_native_tls::MakeTlsConnector::new(tls))
         .await
         .map_err(|e| e.to_string())
+}
+
+/// A cancel request's TCP stream whose shutdown also waits until Postgres closes the
+/// connection: the server process that reads the request signals the backend and then
+/// exits, so once the close is seen the cancel can no longer arrive late.
+struct UntilClosed {
+    stream: tokio::net::TcpStream,
+    write_closed: bool,
+}
+
+impl UntilClosed {
+    fn new(stream: tokio::net::TcpStream) -> Self {
+        Self {
+            stream,
+            write_closed: false,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for UntilClosed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for UntilClosed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::{ready, Poll};
+        use tokio::io::AsyncRead as _;
+        if !self.write_closed {
+            ready!(std::pin::Pin::new(&mut self.stream).poll_shutdown(cx))?;
+            self.write_closed = true;
+        }
+        // Postgres sends nothing back to a cancel request: read until it closes.
+        let mut scratch = [0u8; 64];
+        loop {
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+            match ready!(std::pin::Pin::new(&mut self.stream).poll_read(cx, &mut buf)) {
+                Ok(()) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Ok(()) => continue,
+                // A reset is a close too.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Poll::Ready(Ok(()))
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
 }
 
 struct State {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use datafusion::datasource::ViewTable;
 use datafusion::logical_expr::LogicalPlan;
 use weft_core::config::{ModelColumnConfig, ModelTableConfig, TenantConfig};
-use weft_planner::{session_config, WeftContext};
+use weft_planner::{session_config, with_filters_in_the_decoder, WeftContext};
 
 /// The schema of a tenant's catalog that holds its model tables (and the session's default).
 pub const MODEL_SCHEMA: &str = "public";
@@ -113,7 +113,7 @@ impl SemanticLayer {
             tenant: tenant.to_string(),
             roles: roles.to_vec(),
         };
-        let session_config = session_config()
+        let session_config = with_filters_in_the_decoder(session_config())
             .with_default_catalog_and_schema(tenant, MODEL_SCHEMA)
             .with_extension(Arc::new(scope));
         let weft = WeftContext::without_catalogs(session_config, self.storage.sources().to_vec());

@@ -396,6 +396,41 @@ async fn a_query_dropped_while_postgres_runs_it_is_cancelled_there() {
     assert_eq!(rows(&answer), [["50000"]]);
 }
 
+/// A stream dropped after Postgres has sent all its rows is cancelled too, and the cancel
+/// request then arrives when the statement is over. The connection must not go back to the
+/// pool until the request has reached Postgres, or it cancels the next statement sent on it
+/// (found by the fuzz test, as `canceling statement due to user request` on a plain count).
+#[tokio::test]
+async fn a_late_cancel_request_never_hits_the_next_statement() {
+    let server = pg::server();
+    let database = server.database_with_a_hopeless_join().await;
+    let mut options = PostgresOptions::from_url(&server.url(&database)).unwrap();
+    options.pool_size = Some(1);
+    let source = Arc::new(PostgresSource::open("pg", options).await.unwrap());
+    let mut weft = WeftContext::new();
+    weft.register(source).unwrap();
+    for round in 0..100 {
+        let mut stream = weft
+            .sql("SELECT k FROM pg.public.big LIMIT 9000")
+            .await
+            .unwrap()
+            .execute_stream()
+            .await
+            .unwrap();
+        use futures::StreamExt as _;
+        stream.next().await.unwrap().unwrap();
+        drop(stream);
+        let answer = weft
+            .sql("SELECT count(*) FROM pg.public.big WHERE k = 1")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(rows(&answer), [["50000"]]);
+    }
+}
+
 #[tokio::test]
 async fn a_source_that_dies_mid_stream_fails_the_query_and_never_looks_complete() {
     // A server of its own, so stopping it disturbs no other test.
