@@ -195,115 +195,155 @@ const CANCEL_ATTEMPTS: u32 = 20;
 const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Sends Postgres a cancel request over TLS when the connection uses it, verifying the
-/// server as the pool does for the same `sslmode`.
+/// server as the pool does for the same `sslmode`, and waits until Postgres has closed the
+/// request's connection ([`UntilClosed`]).
 ///
-/// Without TLS, the request's connection to `address` is closed by Postgres only after it
-/// has signalled the backend, and this waits for that ([`UntilClosed`]): a request still on
-/// its way when the connection goes back to the pool would cancel the next statement sent on
-/// it (seen as `canceling statement due to user request` on an unrelated query).
+/// tokio-postgres returns as soon as the request is written, but Postgres signals the
+/// backend a little later, from the process that reads the request, and closes the
+/// connection only after that. A request still on its way when the connection goes back to
+/// the pool would cancel the next statement sent on it (seen as `canceling statement due to
+/// user request` on an unrelated query).
 async fn cancel(
     token: &CancelToken,
     sslmode: &str,
     address: &str,
 ) -> std::result::Result<(), String> {
-    if sslmode == "disable" {
-        let stream = match address.rsplit_once(':') {
-            Some((host, port)) => match port.parse::<u16>() {
-                Ok(port) => tokio::net::TcpStream::connect((host, port)).await.ok(),
-                Err(_) => None,
-            },
-            None => None,
-        };
-        return match stream {
-            Some(stream) => token
-                .cancel_query_raw(UntilClosed::new(stream), tokio_postgres::NoTls)
-                .await
-                .map_err(|e| e.to_string()),
-            // A Unix socket: tokio-postgres connects itself, without waiting for the close.
-            None => token
-                .cancel_query(tokio_postgres::NoTls)
-                .await
-                .map_err(|e| e.to_string()),
-        };
+    let (host, port) = address.rsplit_once(':').unwrap_or((address, "5432"));
+    if host.starts_with('/') {
+        // A Unix socket: tokio-postgres connects itself, without waiting for the close.
+        return if sslmode == "disable" {
+            token.cancel_query(tokio_postgres::NoTls).await
+        } else {
+            let tls = postgres_native_tls::MakeTlsConnector::new(tls_connector(sslmode)?);
+            token.cancel_query(tls).await
+        }
+        .map_err(|e| e.to_string());
     }
-    let tls = native_tls::TlsConnector::builder()
+    let port: u16 = port.parse().map_err(|_| format!("bad port in {address}"))?;
+    let stream = tokio::time::timeout(
+        CANCEL_CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| format!("no answer from {address} within {CANCEL_CONNECT_TIMEOUT:?}"))?
+    .map_err(|e| e.to_string())?;
+    let (stream, closed) = UntilClosed::new(stream);
+    if sslmode == "disable" {
+        token
+            .cancel_query_raw(stream, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+    } else {
+        use tokio_postgres::tls::MakeTlsConnect;
+        let mut tls = postgres_native_tls::MakeTlsConnector::new(tls_connector(sslmode)?);
+        let connect = MakeTlsConnect::<UntilClosed>::make_tls_connect(&mut tls, host)
+            .map_err(|e| e.to_string())?;
+        token
+            .cancel_query_raw(stream, connect)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // Past the timeout the connection is used again anyway: a server that slow to close is
+    // one whose cancel would hit a statement at any time.
+    let _ = tokio::time::timeout(CANCEL_CLOSE_WAIT, closed).await;
+    Ok(())
+}
+
+const CANCEL_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const CANCEL_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn tls_connector(sslmode: &str) -> std::result::Result<native_tls::TlsConnector, String> {
+    native_tls::TlsConnector::builder()
         .danger_accept_invalid_hostnames(sslmode != "verify-full")
         .danger_accept_invalid_certs(sslmode != "verify-full" && sslmode != "verify-ca")
         .build()
-        .map_err(|e| e.to_string())?;
-    token
-        .cancel_query(postgres_native_tls::MakeTlsConnector::new(tls))
-        .await
         .map_err(|e| e.to_string())
 }
 
-/// A cancel request's TCP stream whose shutdown also waits until Postgres closes the
-/// connection: the server process that reads the request signals the backend and then
-/// exits, so once the close is seen the cancel can no longer arrive late.
+/// A cancel request's TCP stream that, once dropped (the request written), reads on until
+/// Postgres closes the connection and then reports it: the process that reads the request
+/// signals the backend and then exits, so after the close the cancel cannot arrive late.
+/// The reading happens after the drop because, under TLS, shutting the stream down never
+/// reaches the socket.
 struct UntilClosed {
-    stream: tokio::net::TcpStream,
-    write_closed: bool,
+    stream: Option<tokio::net::TcpStream>,
+    closed: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl UntilClosed {
-    fn new(stream: tokio::net::TcpStream) -> Self {
-        Self {
-            stream,
-            write_closed: false,
-        }
+    fn new(stream: tokio::net::TcpStream) -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (closed, receiver) = tokio::sync::oneshot::channel();
+        let stream = Self {
+            stream: Some(stream),
+            closed: Some(closed),
+        };
+        (stream, receiver)
+    }
+
+    fn stream(self: std::pin::Pin<&mut Self>) -> std::pin::Pin<&mut tokio::net::TcpStream> {
+        std::pin::Pin::new(self.get_mut().stream.as_mut().expect("held until dropped"))
+    }
+}
+
+impl Drop for UntilClosed {
+    fn drop(&mut self) {
+        let (Some(mut stream), Some(closed)) = (self.stream.take(), self.closed.take()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            use tokio::io::AsyncRead as _;
+            let mut scratch = [0u8; 64];
+            // Postgres sends nothing back to a cancel request: read until it closes (or
+            // resets) the connection.
+            loop {
+                let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+                let read = std::future::poll_fn(|cx| {
+                    std::pin::Pin::new(&mut stream).poll_read(cx, &mut buf)
+                })
+                .await;
+                if read.is_err() || buf.filled().is_empty() {
+                    break;
+                }
+            }
+            let _ = closed.send(());
+        });
     }
 }
 
 impl tokio::io::AsyncRead for UntilClosed {
     fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+        self.stream().poll_read(cx, buf)
     }
 }
 
 impl tokio::io::AsyncWrite for UntilClosed {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+        self.stream().poll_write(cx, buf)
     }
 
     fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+        self.stream().poll_flush(cx)
     }
 
     fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        use std::task::{ready, Poll};
-        use tokio::io::AsyncRead as _;
-        if !self.write_closed {
-            ready!(std::pin::Pin::new(&mut self.stream).poll_shutdown(cx))?;
-            self.write_closed = true;
-        }
-        // Postgres sends nothing back to a cancel request: read until it closes.
-        let mut scratch = [0u8; 64];
-        loop {
-            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
-            match ready!(std::pin::Pin::new(&mut self.stream).poll_read(cx, &mut buf)) {
-                Ok(()) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
-                Ok(()) => continue,
-                // A reset is a close too.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    return Poll::Ready(Ok(()))
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.stream().poll_shutdown(cx)
     }
 }
 
