@@ -1,5 +1,6 @@
 //! PostgreSQL as a source, against a real server (see `integration_tests::pg`).
 
+use futures::StreamExt as _;
 use integration_tests::pg::HOPELESS;
 use std::sync::Arc;
 
@@ -351,11 +352,13 @@ async fn exists_and_in_subqueries_run_in_postgres_but_not_in_keeps_its_nulls() {
     assert!(sent.iter().all(|s| !s.contains("EXISTS")), "{sent:#?}");
 }
 
-/// A Postgres source `pg` over [`pg::PgServer::database_with_a_hopeless_join`].
-async fn database_with_a_hopeless_join() -> (String, WeftContext) {
+/// A Postgres source `pg` over [`pg::PgServer::database_with_a_hopeless_join`], with a
+/// pool of `pool_size` connections (the default when `None`).
+async fn database_with_a_hopeless_join(pool_size: Option<u32>) -> (String, WeftContext) {
     let server = pg::server();
     let database = server.database_with_a_hopeless_join().await;
-    let options = PostgresOptions::from_url(&server.url(&database)).unwrap();
+    let mut options = PostgresOptions::from_url(&server.url(&database)).unwrap();
+    options.pool_size = pool_size;
     let source = Arc::new(PostgresSource::open("pg", options).await.unwrap());
     let mut weft = WeftContext::new();
     weft.register(source).unwrap();
@@ -367,7 +370,7 @@ async fn database_with_a_hopeless_join() -> (String, WeftContext) {
 // so this also checks that the request is repeated.
 #[tokio::test]
 async fn a_query_dropped_while_postgres_runs_it_is_cancelled_there() {
-    let (database, weft) = database_with_a_hopeless_join().await;
+    let (database, weft) = database_with_a_hopeless_join(None).await;
     let server = pg::server();
     let running = async || server.running(&database, "JOIN").await;
 
@@ -402,13 +405,7 @@ async fn a_query_dropped_while_postgres_runs_it_is_cancelled_there() {
 /// (found by the fuzz test, as `canceling statement due to user request` on a plain count).
 #[tokio::test]
 async fn a_late_cancel_request_never_hits_the_next_statement() {
-    let server = pg::server();
-    let database = server.database_with_a_hopeless_join().await;
-    let mut options = PostgresOptions::from_url(&server.url(&database)).unwrap();
-    options.pool_size = Some(1);
-    let source = Arc::new(PostgresSource::open("pg", options).await.unwrap());
-    let mut weft = WeftContext::new();
-    weft.register(source).unwrap();
+    let (_, weft) = database_with_a_hopeless_join(Some(1)).await;
     for round in 0..100 {
         let mut stream = weft
             .sql("SELECT k FROM pg.public.big LIMIT 9000")
@@ -417,7 +414,6 @@ async fn a_late_cancel_request_never_hits_the_next_statement() {
             .execute_stream()
             .await
             .unwrap();
-        use futures::StreamExt as _;
         stream.next().await.unwrap().unwrap();
         drop(stream);
         let answer = weft
