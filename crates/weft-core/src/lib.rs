@@ -8,6 +8,7 @@
 
 mod batch;
 pub mod config;
+mod dynamic;
 mod error;
 mod precedence;
 pub mod remote;

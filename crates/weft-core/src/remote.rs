@@ -27,7 +27,7 @@ use datafusion_federation::sql::{
     AstAnalyzer, LogicalOptimizer, SQLExecutor, SQLFederationProvider, SQLTable, SQLTableSource,
 };
 use datafusion_federation::{get_table_source, FederatedTableProviderAdaptor, FederationProvider};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 /// What a SQL source computes exactly as DataFusion does, and so may be sent to it.
 ///
@@ -172,6 +172,7 @@ pub type AstRewrite = fn(Statement) -> Result<Statement>;
 
 /// Wraps a connector's `SQLExecutor`: the unparse uses Weft's dialect and AST fixes, every
 /// statement is logged and traced, and errors name the source.
+#[derive(Clone)]
 pub struct RemoteExecutor {
     source_name: String,
     kind: &'static str,
@@ -179,6 +180,8 @@ pub struct RemoteExecutor {
     inner: Arc<dyn SQLExecutor>,
     dialect: Arc<dyn Dialect>,
     ast_rewrite: Option<AstRewrite>,
+    /// Write the dynamic filters of joins into the statement ([`crate::dynamic`]).
+    dynamic_filters: bool,
     log: QueryLog,
 }
 
@@ -212,6 +215,7 @@ impl RemoteExecutor {
             inner,
             dialect,
             ast_rewrite: None,
+            dynamic_filters: false,
             log: QueryLog::default(),
         }
     }
@@ -222,9 +226,72 @@ impl RemoteExecutor {
         self
     }
 
+    /// Writes the dynamic filters DataFusion pushes to a remote query (a hash join's keys)
+    /// into its statement, which is then sent when its result is first asked for, once the
+    /// join has built its side. For sources that read `WITH t(c0, ...) AS (...)` and compare
+    /// integers exactly as DataFusion does.
+    pub fn with_dynamic_filters(mut self) -> Self {
+        self.dynamic_filters = true;
+        self
+    }
+
     /// The statements sent through this executor.
     pub fn log(&self) -> &QueryLog {
         &self.log
+    }
+
+    /// Sends `query` and streams its result, logging and counting it.
+    fn start(&self, query: String, schema: SchemaRef) -> Result<SendableRecordBatchStream> {
+        tracing::debug!(source = %self.source_name, sql = %query, "remote query");
+        let rows = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        self.log.record(RemoteQuery {
+            source: self.source_name.clone(),
+            sql: query.clone(),
+            rows: Arc::clone(&rows),
+            bytes: Arc::clone(&bytes),
+        });
+        let context = format!("source `{}` ({})", self.source_name, self.kind);
+        let mut running = Running {
+            source: self.source_name.clone(),
+            sql: query.clone(),
+            totals: Arc::clone(&self.log.totals),
+            started: std::time::Instant::now(),
+            rows: Arc::clone(&rows),
+            bytes: Arc::clone(&bytes),
+            outcome: None,
+        };
+        running.totals.statements.fetch_add(1, Ordering::Relaxed);
+        let stream = match self.inner.execute(&query, Arc::clone(&schema), &[]) {
+            Ok(stream) => stream,
+            Err(e) => {
+                running.ended(false);
+                return Err(e.context(context));
+            }
+        };
+        let stream = stream
+            .map(Some)
+            .chain(futures::stream::once(async { None }))
+            .filter_map(move |batch| {
+                let item = match batch {
+                    Some(Ok(batch)) => {
+                        let size = data_size(&batch);
+                        rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                        bytes.fetch_add(size, Ordering::Relaxed);
+                        Some(Ok(batch))
+                    }
+                    Some(Err(e)) => {
+                        running.ended(false);
+                        Some(Err(e.context(context.clone())))
+                    }
+                    None => {
+                        running.ended(true);
+                        None
+                    }
+                };
+                std::future::ready(item)
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
 
@@ -269,56 +336,22 @@ impl SQLExecutor for RemoteExecutor {
         schema: SchemaRef,
         filters: &[Arc<dyn PhysicalExpr>],
     ) -> Result<SendableRecordBatchStream> {
-        tracing::debug!(source = %self.source_name, sql = %query, "remote query");
-        let rows = Arc::new(AtomicU64::new(0));
-        let bytes = Arc::new(AtomicU64::new(0));
-        self.log.record(RemoteQuery {
-            source: self.source_name.clone(),
-            sql: query.to_string(),
-            rows: Arc::clone(&rows),
-            bytes: Arc::clone(&bytes),
-        });
-        let context = format!("source `{}` ({})", self.source_name, self.kind);
-        let mut running = Running {
-            source: self.source_name.clone(),
-            sql: query.to_string(),
-            totals: Arc::clone(&self.log.totals),
-            started: std::time::Instant::now(),
-            rows: Arc::clone(&rows),
-            bytes: Arc::clone(&bytes),
-            outcome: None,
-        };
-        running.totals.statements.fetch_add(1, Ordering::Relaxed);
-        let stream = match self.inner.execute(query, Arc::clone(&schema), filters) {
-            Ok(stream) => stream,
-            Err(e) => {
-                running.ended(false);
-                return Err(e.context(context));
-            }
-        };
-        let stream = stream
-            .map(Some)
-            .chain(futures::stream::once(async { None }))
-            .filter_map(move |batch| {
-                let item = match batch {
-                    Some(Ok(batch)) => {
-                        let size = data_size(&batch);
-                        rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                        bytes.fetch_add(size, Ordering::Relaxed);
-                        Some(Ok(batch))
-                    }
-                    Some(Err(e)) => {
-                        running.ended(false);
-                        Some(Err(e.context(context.clone())))
-                    }
-                    None => {
-                        running.ended(true);
-                        None
-                    }
-                };
-                std::future::ready(item)
-            });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+        if !self.dynamic_filters || filters.is_empty() {
+            return self.start(query.to_string(), schema);
+        }
+        // The filters are read when the result is first asked for: a hash join asks for its
+        // probe side only once it has built the other side and set the filter.
+        let (this, query, filters) = (self.clone(), query.to_string(), filters.to_vec());
+        let result_schema = Arc::clone(&schema);
+        let stream = futures::stream::once(async move {
+            let query = crate::dynamic::narrowed(&query, &schema, &filters).unwrap_or(query);
+            this.start(query, schema)
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            result_schema,
+            stream,
+        )))
     }
 
     async fn statistics(&self, plan: &LogicalPlan) -> Result<Statistics> {

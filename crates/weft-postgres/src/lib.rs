@@ -212,18 +212,21 @@ impl PostgresSource {
         }
 
         let compute_context = format!("postgres://{}@{}/{}", options.user, address, options.dbname);
-        let executor = Arc::new(RemoteExecutor::new(
-            name,
-            KIND,
-            compute_context.clone(),
-            Arc::new(executor::PgExecutor::new(
-                Arc::clone(&pool),
-                address.clone(),
-                compute_context,
-                options.sslmode.clone(),
-            )),
-            Arc::new(PostgreSqlDialect {}),
-        ));
+        let executor = Arc::new(
+            RemoteExecutor::new(
+                name,
+                KIND,
+                compute_context.clone(),
+                Arc::new(executor::PgExecutor::new(
+                    Arc::clone(&pool),
+                    address.clone(),
+                    compute_context,
+                    options.sslmode.clone(),
+                )),
+                Arc::new(PostgreSqlDialect {}),
+            )
+            .with_dynamic_filters(),
+        );
         let database = RemoteDatabase::new(
             Arc::clone(&executor),
             dialect::capabilities(discovered.binary_collation),

@@ -132,7 +132,8 @@ impl SqliteSource {
                 inner,
                 Arc::new(SqliteDialect {}),
             )
-            .with_ast_rewrite(dialect::rewrite_statement),
+            .with_ast_rewrite(dialect::rewrite_statement)
+            .with_dynamic_filters(),
         );
         let database = RemoteDatabase::new(Arc::clone(&executor), dialect::capabilities());
         let tables = defs

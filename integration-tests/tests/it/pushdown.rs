@@ -26,9 +26,12 @@ async fn cross_source_join_sends_each_side_only_its_filter_and_columns() {
     assert_eq!(
         sent,
         [
-            "SELECT `c`.`id`, `c`.`name` FROM (SELECT `customers`.`id`, `customers`.`name` \
+            // The events, read first, hold customers 3 to 1996: only those are asked for.
+            "WITH weft_dynamic_filter(weft_c0, weft_c1) AS (\
+             SELECT `c`.`id`, `c`.`name` FROM (SELECT `customers`.`id`, `customers`.`name` \
           FROM `customers` WHERE ((`customers`.`country` = 'NL') \
-          AND (`customers`.`signup_date` >= '2023-06-01'))) AS `c`"
+          AND (`customers`.`signup_date` >= '2023-06-01'))) AS `c`) \
+          SELECT * FROM weft_dynamic_filter WHERE (weft_c0 >= 3 AND weft_c0 <= 1996)"
         ],
     );
 }
@@ -157,4 +160,41 @@ async fn the_query_log_counts_the_rows_and_bytes_each_statement_returned() {
         bytes <= (8 * rows + names + 16 * rows + 64) as u64,
         "{bytes} bytes for {rows} rows with {names} bytes of names"
     );
+}
+
+#[tokio::test]
+async fn a_join_sends_the_other_side_only_the_keys_that_can_match() {
+    // The Parquet side is built first; SQLite is then asked only for its customers.
+    let sql = "SELECT e.event_id, c.id, c.name
+               FROM lake.public.events e
+               JOIN shop.main.customers c ON c.id = e.customer_id
+               WHERE e.kind = 'purchase' AND e.month = '2024-03' AND e.value > 150
+                 AND e.customer_id % 20 = 0
+               ORDER BY e.event_id";
+    let (weft, shop) = federated().await;
+    let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
+    assert!(!got.is_empty(), "the query should match some rows");
+    assert_eq!(got, answers(sql).await);
+
+    let customers: std::collections::BTreeSet<i64> =
+        got.iter().map(|r| r[1].parse().unwrap()).collect();
+    let sent = shop.query_log().unwrap().queries();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    let (min, max) = (customers.first().unwrap(), customers.last().unwrap());
+    let list = customers
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert_eq!(
+        sent[0].sql,
+        format!(
+            "WITH weft_dynamic_filter(weft_c0, weft_c1) AS \
+             (SELECT `customers`.`id`, `customers`.`name` FROM `customers`) \
+             SELECT * FROM weft_dynamic_filter \
+             WHERE ((weft_c0 >= {min} AND weft_c0 <= {max}) AND weft_c0 IN ({list}))"
+        )
+    );
+    let received = sent[0].rows.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(received, customers.len() as u64);
 }
