@@ -10,6 +10,7 @@ mod batch;
 pub mod config;
 mod dynamic;
 mod error;
+mod estimate;
 mod precedence;
 pub mod remote;
 mod source;

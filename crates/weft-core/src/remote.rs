@@ -355,7 +355,7 @@ impl SQLExecutor for RemoteExecutor {
     }
 
     async fn statistics(&self, plan: &LogicalPlan) -> Result<Statistics> {
-        self.inner.statistics(plan).await
+        Ok(crate::estimate::statistics(plan))
     }
 
     async fn table_names(&self) -> Result<Vec<String>> {
@@ -610,6 +610,8 @@ struct SourceSqlTable {
     remote_name: TableReference,
     schema: SchemaRef,
     info: RemoteTableInfo,
+    /// About how many rows the table holds, by the source's metadata.
+    rows: Option<u64>,
 }
 
 impl SQLTable for SourceSqlTable {
@@ -668,12 +670,19 @@ impl RemoteDatabase {
         }
     }
 
-    /// A federated table: `remote_name` is how the source itself names the table.
-    pub fn table(&self, remote_name: TableReference, schema: SchemaRef) -> Arc<dyn TableProvider> {
+    /// A federated table: `remote_name` is how the source itself names the table; `rows`,
+    /// about how many rows it holds (the source's estimate, for ordering joins).
+    pub fn table(
+        &self,
+        remote_name: TableReference,
+        schema: SchemaRef,
+        rows: Option<u64>,
+    ) -> Arc<dyn TableProvider> {
         let table = Arc::new(SourceSqlTable {
             remote_name,
             schema,
             info: self.info.clone(),
+            rows,
         });
         let source = SQLTableSource::new_with_table(Arc::clone(&self.provider), table);
         Arc::new(FederatedTableProviderAdaptor::new(Arc::new(source)))
@@ -685,6 +694,21 @@ impl RemoteDatabase {
 pub fn remote_table_info(
     source: &Arc<dyn TableSource>,
 ) -> Result<Option<(RemoteTableInfo, Arc<dyn FederationProvider>)>> {
+    source_table(source, |table, federated| {
+        (table.info.clone(), federated.federation_provider())
+    })
+}
+
+/// About how many rows a scanned remote table holds, if its source said.
+pub(crate) fn estimated_rows(source: &Arc<dyn TableSource>) -> Option<u64> {
+    source_table(source, |table, _| table.rows).ok()??
+}
+
+/// `f` of the Weft remote table a scan reads, `None` for every other table.
+fn source_table<R>(
+    source: &Arc<dyn TableSource>,
+    f: impl FnOnce(&SourceSqlTable, &Arc<dyn datafusion_federation::FederatedTableSource>) -> R,
+) -> Result<Option<R>> {
     let Some(federated) = get_table_source(source)? else {
         return Ok(None);
     };
@@ -694,7 +718,7 @@ pub fn remote_table_info(
     let Some(table) = sql_source.table.as_any().downcast_ref::<SourceSqlTable>() else {
         return Ok(None);
     };
-    Ok(Some((table.info.clone(), federated.federation_provider())))
+    Ok(Some(f(table, &federated)))
 }
 
 /// For a scan of a federated SQL table: the name its source knows it by (`public.orders`

@@ -115,6 +115,7 @@ impl FlightSqlSource {
                 provider: database.table(
                     TableReference::full(t.catalog.as_str(), t.schema.as_str(), t.name.as_str()),
                     t.arrow_schema,
+                    None,
                 ),
             })
             .collect::<Vec<_>>();

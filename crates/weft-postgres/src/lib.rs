@@ -188,6 +188,10 @@ impl PostgresSource {
 
         let mut schemas = Vec::with_capacity(discovered.tables.len());
         for ((schema, table), columns) in discovered.tables {
+            let rows = discovered
+                .estimates
+                .get(&(schema.clone(), table.clone()))
+                .copied();
             let mut fields = Vec::with_capacity(columns.len());
             for column in &columns {
                 match column.field() {
@@ -208,7 +212,13 @@ impl PostgresSource {
                 }
             }
             let reference = TableReference::partial(schema.as_str(), table.as_str());
-            schemas.push((schema, table, reference, Arc::new(Schema::new(fields))));
+            schemas.push((
+                schema,
+                table,
+                reference,
+                Arc::new(Schema::new(fields)),
+                rows,
+            ));
         }
 
         let compute_context = format!("postgres://{}@{}/{}", options.user, address, options.dbname);
@@ -233,11 +243,13 @@ impl PostgresSource {
         );
         let tables = schemas
             .into_iter()
-            .map(|(schema, table, reference, arrow_schema)| SourceTable {
-                schema,
-                name: table,
-                provider: database.table(reference, arrow_schema),
-            })
+            .map(
+                |(schema, table, reference, arrow_schema, rows)| SourceTable {
+                    schema,
+                    name: table,
+                    provider: database.table(reference, arrow_schema, rows),
+                },
+            )
             .collect();
         Ok(Self {
             name: name.to_string(),
@@ -286,6 +298,8 @@ impl Source for PostgresSource {
 struct Discovered {
     /// (schema, table) → columns in order, tables in name order.
     tables: Vec<((String, String), Vec<PgColumn>)>,
+    /// (schema, table) → PostgreSQL's estimate of its rows, for tables analyzed.
+    estimates: HashMap<(String, String), u64>,
     /// The database's collation orders text by code point, as DataFusion does.
     binary_collation: bool,
 }
@@ -304,7 +318,7 @@ async fn discover(
                     pg_catalog.format_type(a.atttypid, a.atttypmod), \
                     bt.oid, bt.typtype::text, \
                     CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, \
-                    et.oid, et.typtype::text, NOT a.attnotnull \
+                    et.oid, et.typtype::text, NOT a.attnotnull, c.reltuples::float8 \
              FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -321,8 +335,15 @@ async fn discover(
         .await
         .map_err(|e| e.to_string())?;
     let mut tables: Vec<((String, String), Vec<PgColumn>)> = Vec::new();
+    let mut estimates = HashMap::new();
     for row in &rows {
         let key: (String, String) = (row.get(0), row.get(1));
+        // `reltuples` is -1 (0 before PostgreSQL 14) until the table is first analyzed.
+        let reltuples: f64 = row.get(10);
+        if reltuples > 0.0 {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            estimates.insert(key.clone(), reltuples as u64);
+        }
         let typtype = |i: usize| {
             row.get::<_, Option<String>>(i)
                 .and_then(|t| t.bytes().next())
@@ -352,6 +373,7 @@ async fn discover(
         .get(0);
     Ok(Discovered {
         tables,
+        estimates,
         binary_collation: matches!(collation.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8"),
     })
 }

@@ -54,6 +54,7 @@ pub struct SqliteSource {
 struct TableDef {
     name: String,
     schema: SchemaRef,
+    rows: Option<u64>,
 }
 
 impl SqliteSource {
@@ -140,7 +141,11 @@ impl SqliteSource {
             .into_iter()
             .map(|def| SourceTable {
                 schema: SCHEMA.to_string(),
-                provider: database.table(TableReference::bare(def.name.as_str()), def.schema),
+                provider: database.table(
+                    TableReference::bare(def.name.as_str()),
+                    def.schema,
+                    def.rows,
+                ),
                 name: def.name,
             })
             .collect();
@@ -221,15 +226,28 @@ fn discover(path: &Path) -> rusqlite::Result<Vec<TableDef>> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     let mut stmt = conn.prepare(
-        "SELECT name FROM sqlite_master \
+        "SELECT name, type = 'table' FROM sqlite_master \
          WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
          ORDER BY name",
     )?;
     let names = stmt
-        .query_map([], |row| row.get::<_, String>(0))?
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut defs = Vec::with_capacity(names.len());
-    for name in names {
+    for (name, is_table) in names {
+        // About how many rows: the largest rowid, found without reading the table (none for
+        // a view or a table without rowids).
+        let rows = is_table
+            .then(|| {
+                let sql = format!("SELECT max(rowid) FROM \"{}\"", name.replace('"', "\"\""));
+                conn.query_row(&sql, [], |row| row.get::<_, Option<i64>>(0))
+                    .ok()
+                    .flatten()
+                    .and_then(|max| u64::try_from(max).ok())
+            })
+            .flatten();
         let mut info = conn.prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")?;
         let fields = info
             .query_map([&name], |row| {
@@ -241,6 +259,7 @@ fn discover(path: &Path) -> rusqlite::Result<Vec<TableDef>> {
         defs.push(TableDef {
             name,
             schema: Arc::new(Schema::new(fields)),
+            rows,
         });
     }
     Ok(defs)

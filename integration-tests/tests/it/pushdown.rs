@@ -26,12 +26,9 @@ async fn cross_source_join_sends_each_side_only_its_filter_and_columns() {
     assert_eq!(
         sent,
         [
-            // The events, read first, hold customers 3 to 1996: only those are asked for.
-            "WITH weft_dynamic_filter(weft_c0, weft_c1) AS (\
-             SELECT `c`.`id`, `c`.`name` FROM (SELECT `customers`.`id`, `customers`.`name` \
+            "SELECT `c`.`id`, `c`.`name` FROM (SELECT `customers`.`id`, `customers`.`name` \
           FROM `customers` WHERE ((`customers`.`country` = 'NL') \
-          AND (`customers`.`signup_date` >= '2023-06-01'))) AS `c`) \
-          SELECT * FROM weft_dynamic_filter WHERE (weft_c0 >= 3 AND weft_c0 <= 1996)"
+          AND (`customers`.`signup_date` >= '2023-06-01'))) AS `c`"
         ],
     );
 }
@@ -164,20 +161,28 @@ async fn the_query_log_counts_the_rows_and_bytes_each_statement_returned() {
 
 #[tokio::test]
 async fn a_join_sends_the_other_side_only_the_keys_that_can_match() {
-    // The Parquet side is built first; SQLite is then asked only for its customers.
-    let sql = "SELECT e.event_id, c.id, c.name
+    // The events of one month are fewer than the orders (by SQLite's largest rowid), so they
+    // are read first; SQLite is then asked only for the orders of their customers.
+    let sql = "SELECT e.event_id, o.id, o.customer_id
                FROM lake.public.events e
-               JOIN shop.main.customers c ON c.id = e.customer_id
+               JOIN shop.main.orders o ON o.customer_id = e.customer_id
                WHERE e.kind = 'purchase' AND e.month = '2024-03' AND e.value > 150
                  AND e.customer_id % 20 = 0
-               ORDER BY e.event_id";
+               ORDER BY e.event_id, o.id";
     let (weft, shop) = federated().await;
     let got = rows(&weft.sql(sql).await.unwrap().collect().await.unwrap());
     assert!(!got.is_empty(), "the query should match some rows");
     assert_eq!(got, answers(sql).await);
 
+    // The customers of those events, whether or not they have orders.
+    let keys = answers(
+        "SELECT DISTINCT customer_id FROM lake.public.events
+         WHERE kind = 'purchase' AND month = '2024-03' AND value > 150 AND customer_id % 20 = 0",
+    )
+    .await;
     let customers: std::collections::BTreeSet<i64> =
-        got.iter().map(|r| r[1].parse().unwrap()).collect();
+        keys.iter().map(|r| r[0].parse().unwrap()).collect();
+    let orders: std::collections::BTreeSet<&str> = got.iter().map(|r| r[1].as_str()).collect();
     let sent = shop.query_log().unwrap().queries();
     assert_eq!(sent.len(), 1, "{sent:#?}");
     let (min, max) = (customers.first().unwrap(), customers.last().unwrap());
@@ -190,11 +195,12 @@ async fn a_join_sends_the_other_side_only_the_keys_that_can_match() {
         sent[0].sql,
         format!(
             "WITH weft_dynamic_filter(weft_c0, weft_c1) AS \
-             (SELECT `customers`.`id`, `customers`.`name` FROM `customers`) \
+             (SELECT `orders`.`id`, `orders`.`customer_id` FROM `orders`) \
              SELECT * FROM weft_dynamic_filter \
-             WHERE ((weft_c0 >= {min} AND weft_c0 <= {max}) AND weft_c0 IN ({list}))"
+             WHERE ((weft_c1 >= {min} AND weft_c1 <= {max}) AND weft_c1 IN ({list}))"
         )
     );
+    // Exactly the orders of those customers crossed.
     let received = sent[0].rows.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(received, customers.len() as u64);
+    assert_eq!(received, orders.len() as u64);
 }
