@@ -25,8 +25,13 @@ use datafusion::physical_plan::PhysicalExpr;
 /// The name of the wrapped statement's derived table.
 const TABLE: &str = "weft_dynamic_filter";
 
-/// Past this many values an `IN` list is not written (its range still is).
-const MAX_LIST: usize = 4096;
+/// What a source is sent of a filter.
+struct Context<'a> {
+    /// The remote query's result.
+    schema: &'a Schema,
+    /// Past this many values an `IN` list is left out (its range is still written).
+    max_list: usize,
+}
 
 /// `query` narrowed by `filters` (the dynamic filters DataFusion pushed to this remote
 /// query, in terms of its result `schema`), or `None` when no part of them can be written.
@@ -39,11 +44,13 @@ pub(crate) fn narrowed(
     query: &str,
     schema: &Schema,
     filters: &[Arc<dyn PhysicalExpr>],
+    max_list: usize,
 ) -> Option<String> {
+    let cx = Context { schema, max_list };
     let predicates: Vec<String> = filters
         .iter()
         .filter_map(|filter| snapshot_physical_expr(Arc::clone(filter)).ok())
-        .filter_map(|filter| predicate(&filter, schema))
+        .filter_map(|filter| predicate(&filter, &cx))
         .collect();
     if predicates.is_empty() {
         return None;
@@ -63,21 +70,22 @@ fn column(index: usize) -> String {
 
 /// `expr` as SQL that is true for at least every row for which `expr` is true, or `None`
 /// when nothing narrower than "every row" can be written.
-fn predicate(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<String> {
+fn predicate(expr: &Arc<dyn PhysicalExpr>, cx: &Context<'_>) -> Option<String> {
+    let schema = cx.schema;
     if let Some(binary) = expr.downcast_ref::<BinaryExpr>() {
         let (left, right) = (binary.left(), binary.right());
         return match binary.op() {
-            Operator::And => match (predicate(left, schema), predicate(right, schema)) {
+            Operator::And => match (predicate(left, cx), predicate(right, cx)) {
                 (Some(l), Some(r)) => Some(format!("({l} AND {r})")),
                 (Some(one), None) | (None, Some(one)) => Some(one),
                 (None, None) => None,
             },
-            Operator::Or => any_of(vec![predicate(left, schema)?, predicate(right, schema)?]),
+            Operator::Or => any_of(vec![predicate(left, cx)?, predicate(right, cx)?]),
             op => comparison(left, *op, right, schema),
         };
     }
     if let Some(list) = expr.downcast_ref::<InListExpr>() {
-        if list.negated() || list.len() > MAX_LIST {
+        if list.negated() || list.len() > cx.max_list {
             return None;
         }
         let column = integer_column(list.expr(), schema)?;
@@ -109,10 +117,10 @@ fn predicate(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<String> {
         // disjunction of all results lets through every row the CASE does.
         let mut branches = Vec::new();
         for (_, then) in case.when_then_expr() {
-            branches.push(predicate(then, schema)?);
+            branches.push(predicate(then, cx)?);
         }
         if let Some(otherwise) = case.else_expr() {
-            branches.push(predicate(otherwise, schema)?);
+            branches.push(predicate(otherwise, cx)?);
         }
         return any_of(branches);
     }
@@ -223,6 +231,13 @@ mod tests {
         Arc::new(BinaryExpr::new(l, op, r))
     }
 
+    fn cx(schema: &Schema) -> Context<'_> {
+        Context {
+            schema,
+            max_list: 2,
+        }
+    }
+
     fn key() -> Arc<dyn PhysicalExpr> {
         Arc::new(Column::new("k", 0))
     }
@@ -246,7 +261,7 @@ mod tests {
         );
         let filter = binary(range, Operator::And, list);
         assert_eq!(
-            narrowed("SELECT k, name, k FROM t", &schema, &[filter]).unwrap(),
+            narrowed("SELECT k, name, k FROM t", &schema, &[filter], 10).unwrap(),
             "WITH weft_dynamic_filter(weft_c0, weft_c1, weft_c2) AS (SELECT k, name, k FROM t) \
              SELECT * FROM weft_dynamic_filter \
              WHERE ((weft_c0 >= 3 AND weft_c0 <= 9) AND weft_c0 IN (3, 9))"
@@ -264,22 +279,29 @@ mod tests {
             Operator::And,
             binary(lit(5i64), Operator::Lt, key()),
         );
-        assert_eq!(predicate(&and, &schema).unwrap(), "weft_c0 > 5");
+        assert_eq!(predicate(&and, &cx(&schema)).unwrap(), "weft_c0 > 5");
         // ... but an OR with an unknown side, or a negated list, cannot be narrowed at all.
         let or = binary(
             on_name,
             Operator::Or,
             binary(key(), Operator::Eq, lit(1i64)),
         );
-        assert_eq!(predicate(&or, &schema), None);
+        assert_eq!(predicate(&or, &cx(&schema)), None);
+        let too_long = in_list(
+            key(),
+            vec![lit(1i64), lit(2i64), lit(3i64)],
+            &false,
+            &schema,
+        );
+        assert_eq!(predicate(&too_long.unwrap(), &cx(&schema)), None);
         let not_in = in_list(key(), vec![lit(1i64)], &true, &schema).unwrap();
-        assert_eq!(predicate(&not_in, &schema), None);
+        assert_eq!(predicate(&not_in, &cx(&schema)), None);
         // A column of another type, or whose name does not match its position, is not used.
         let strings = in_list(name, vec![lit("a")], &false, &schema).unwrap();
-        assert_eq!(predicate(&strings, &schema), None);
+        assert_eq!(predicate(&strings, &cx(&schema)), None);
         let misplaced = binary(Arc::new(Column::new("k", 1)), Operator::Eq, lit(1i64));
-        assert_eq!(predicate(&misplaced, &schema), None);
-        assert_eq!(narrowed("SELECT 1", &schema, &[lit(true)]), None);
+        assert_eq!(predicate(&misplaced, &cx(&schema)), None);
+        assert_eq!(narrowed("SELECT 1", &schema, &[lit(true)], 10), None);
     }
 
     #[test]
@@ -298,7 +320,7 @@ mod tests {
             .unwrap(),
         ) as Arc<dyn PhysicalExpr>;
         // The ELSE branch cannot be written: no narrowing.
-        assert_eq!(predicate(&case, &schema), None);
+        assert_eq!(predicate(&case, &cx(&schema)), None);
         let case = Arc::new(
             CaseExpr::try_new(
                 Some(key()),
@@ -310,6 +332,6 @@ mod tests {
             )
             .unwrap(),
         ) as Arc<dyn PhysicalExpr>;
-        assert_eq!(predicate(&case, &schema).unwrap(), "weft_c0 = 1");
+        assert_eq!(predicate(&case, &cx(&schema)).unwrap(), "weft_c0 = 1");
     }
 }

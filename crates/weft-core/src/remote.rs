@@ -180,8 +180,9 @@ pub struct RemoteExecutor {
     inner: Arc<dyn SQLExecutor>,
     dialect: Arc<dyn Dialect>,
     ast_rewrite: Option<AstRewrite>,
-    /// Write the dynamic filters of joins into the statement ([`crate::dynamic`]).
-    dynamic_filters: bool,
+    /// Write the dynamic filters of joins into the statement ([`crate::dynamic`]), with
+    /// `IN` lists of at most this many values.
+    dynamic_filters: Option<usize>,
     log: QueryLog,
 }
 
@@ -215,7 +216,7 @@ impl RemoteExecutor {
             inner,
             dialect,
             ast_rewrite: None,
-            dynamic_filters: false,
+            dynamic_filters: None,
             log: QueryLog::default(),
         }
     }
@@ -229,9 +230,11 @@ impl RemoteExecutor {
     /// Writes the dynamic filters DataFusion pushes to a remote query (a hash join's keys)
     /// into its statement, which is then sent when its result is first asked for, once the
     /// join has built its side. For sources that read `WITH t(c0, ...) AS (...)` and compare
-    /// integers exactly as DataFusion does.
-    pub fn with_dynamic_filters(mut self) -> Self {
-        self.dynamic_filters = true;
+    /// integers exactly as DataFusion does. A join's keys are sent as an `IN` list of at
+    /// most `max_list` values (past that, only their range): a long list can cost a source
+    /// more than the rows it saves.
+    pub fn with_dynamic_filters(mut self, max_list: usize) -> Self {
+        self.dynamic_filters = Some(max_list);
         self
     }
 
@@ -336,15 +339,16 @@ impl SQLExecutor for RemoteExecutor {
         schema: SchemaRef,
         filters: &[Arc<dyn PhysicalExpr>],
     ) -> Result<SendableRecordBatchStream> {
-        if !self.dynamic_filters || filters.is_empty() {
+        let Some(max_list) = self.dynamic_filters.filter(|_| !filters.is_empty()) else {
             return self.start(query.to_string(), schema);
-        }
+        };
         // The filters are read when the result is first asked for: a hash join asks for its
         // probe side only once it has built the other side and set the filter.
         let (this, query, filters) = (self.clone(), query.to_string(), filters.to_vec());
         let result_schema = Arc::clone(&schema);
         let stream = futures::stream::once(async move {
-            let query = crate::dynamic::narrowed(&query, &schema, &filters).unwrap_or(query);
+            let query =
+                crate::dynamic::narrowed(&query, &schema, &filters, max_list).unwrap_or(query);
             this.start(query, schema)
         })
         .try_flatten();

@@ -66,6 +66,14 @@ pub fn session_config() -> SessionConfig {
     // Parquet filters prune row groups and pages but are not evaluated inside the decoder
     // (`pushdown_filters`, off by default): with it on, the TPC-H queries ran 23 % slower.
     // Tenant sessions turn it on ([`with_filters_in_the_decoder`]).
+    let mut config = config;
+    // A hash join hands the other side its keys as an `IN` list up to this many keys per
+    // partition (DataFusion's default: 150), past it as a hash table that only DataFusion can
+    // read: a remote query gets only the list (weft-core's `dynamic`), and a list of many
+    // thousand integers still costs a source less than sending every row.
+    let join = &mut config.options_mut().optimizer;
+    join.hash_join_inlist_pushdown_max_distinct_values = 50_000;
+    join.hash_join_inlist_pushdown_max_size = 1024 * 1024;
     config
 }
 
@@ -158,11 +166,29 @@ impl WeftContext {
 
     /// A session that sends each source only scans of the columns a query reads and runs
     /// every filter, join and aggregate in DataFusion ([`FederationRule::scans_only`]):
-    /// the naive baseline of `cargo xtask bench`.
+    /// the naive baseline of `cargo xtask bench`. No dynamic filters either: a join's keys
+    /// reach neither a source's SQL nor a Parquet scan.
     pub fn without_pushdown() -> Self {
+        let mut config = session_config();
+        config
+            .options_mut()
+            .optimizer
+            .enable_dynamic_filter_pushdown = false;
+        config
+            .options_mut()
+            .optimizer
+            .enable_join_dynamic_filter_pushdown = false;
+        config
+            .options_mut()
+            .optimizer
+            .enable_topk_dynamic_filter_pushdown = false;
+        config
+            .options_mut()
+            .optimizer
+            .enable_aggregate_dynamic_filter_pushdown = false;
         Self {
             ctx: SessionContext::new_with_state(session_state_with(
-                session_config(),
+                config,
                 FederationRule::scans_only(),
             )),
             sources: Vec::new(),

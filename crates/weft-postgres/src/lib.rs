@@ -235,7 +235,9 @@ impl PostgresSource {
                 )),
                 Arc::new(PostgreSqlDialect {}),
             )
-            .with_dynamic_filters(),
+            // PostgreSQL hashes a long `IN` list: 30 000 keys cut TPC-H Q12's orders from
+            // 1.5 M rows to 29 000 (SF 1).
+            .with_dynamic_filters(100_000),
         );
         let database = RemoteDatabase::new(
             Arc::clone(&executor),
