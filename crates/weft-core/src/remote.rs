@@ -77,6 +77,46 @@ impl Capabilities {
     }
 }
 
+/// Arrow field metadata a connector sets on a text column whose values the source compares
+/// otherwise than as text (see [`ComparesAs`]). Absent: the source compares them as text.
+pub const COMPARES_AS: &str = "weft.compares_as";
+
+/// How a source compares the values of a column that reaches DataFusion as text but is not
+/// text in the source (Postgres's `char(n)`, `uuid`, enums, `json`). Pushing a comparison,
+/// an ordering or a function of such a column would answer by the source's rule instead of
+/// DataFusion's, so the planner sends only what both answer alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComparesAs {
+    /// Two values of the column's type are equal exactly when their texts are, but literals,
+    /// ordering and functions follow other rules (`uuid`: any case; an enum: declaration
+    /// order; `char(n)`: trailing spaces ignored). The source may group them, count distinct
+    /// values and compare them for equality with a column of the same source type.
+    Keys,
+    /// Not even equality is text equality (`jsonb` compares parsed values, `json` has none):
+    /// only the column itself, NULL tests and counts.
+    Opaque,
+}
+
+impl ComparesAs {
+    /// The value of [`COMPARES_AS`] for this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keys => "keys",
+            Self::Opaque => "opaque",
+        }
+    }
+
+    /// The kind a field's metadata names, if any.
+    pub fn of(field: &datafusion::arrow::datatypes::Field) -> Option<Self> {
+        match field.metadata().get(COMPARES_AS).map(String::as_str) {
+            Some("keys") => Some(Self::Keys),
+            // An unknown value is read as the strictest kind.
+            Some(_) => Some(Self::Opaque),
+            None => None,
+        }
+    }
+}
+
 /// One statement a source was sent.
 #[derive(Debug, Clone)]
 pub struct RemoteQuery {

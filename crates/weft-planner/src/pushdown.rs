@@ -4,7 +4,8 @@
 //! DataFusion's unparser is known to write it faithfully. Anything else stays in DataFusion:
 //! a missed pushdown costs rows on the wire, a wrong one costs a wrong answer.
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::NullEquality;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
@@ -13,7 +14,7 @@ use datafusion::logical_expr::{
     Between, BinaryExpr, Case, Cast, Distinct, Expr, ExprSchemable, JoinType, Like, LogicalPlan,
     Operator,
 };
-use weft_core::remote::Capabilities;
+use weft_core::remote::{Capabilities, ComparesAs};
 
 /// Whether `plan` itself (not its inputs, which the caller has checked) may run in the
 /// source. `input_limited` says whether an input's result is cut by a LIMIT: the unparser
@@ -43,6 +44,7 @@ pub(crate) fn node_pushable(plan: &LogicalPlan, caps: &Capabilities, input_limit
                 && j.null_equality == NullEquality::NullEqualsNothing
                 && j.on.iter().all(|(l, r)| {
                     comparable(l, r, &schema, caps, Operator::Eq)
+                        && equal_as_text(l, r, &schema)
                         && expr_pushable(l, &schema, caps)
                         && expr_pushable(r, &schema, caps)
                 })
@@ -55,6 +57,7 @@ pub(crate) fn node_pushable(plan: &LogicalPlan, caps: &Capabilities, input_limit
             caps.aggregates
                 && a.group_expr.iter().all(|e| {
                     !matches!(e, Expr::GroupingSet(_) | Expr::Literal(..))
+                        && compares_as(e, schema) != Some(ComparesAs::Opaque)
                         && expr_pushable(e, schema, caps)
                 })
                 && a.aggr_expr.iter().all(|e| expr_pushable(e, schema, caps))
@@ -79,11 +82,9 @@ pub(crate) fn node_pushable(plan: &LogicalPlan, caps: &Capabilities, input_limit
         LogicalPlan::Distinct(Distinct::All(input)) => {
             // SELECT DISTINCT compares like GROUP BY does.
             caps.aggregates
-                && input
-                    .schema()
-                    .fields()
-                    .iter()
-                    .all(|f| groupable(f.data_type(), caps))
+                && input.schema().fields().iter().all(|f| {
+                    groupable(f.data_type(), caps) && ComparesAs::of(f) != Some(ComparesAs::Opaque)
+                })
         }
         _ => false,
     }
@@ -128,6 +129,9 @@ pub(crate) fn limits(plan: &LogicalPlan) -> bool {
 /// Whether `expr` computes the same value in the source as in DataFusion.
 pub(crate) fn expr_pushable(expr: &Expr, schema: &DFSchema, caps: &Capabilities) -> bool {
     let pushable = |e: &Expr| expr_pushable(e, schema, caps);
+    if !operands_compare_as_text(expr, schema) {
+        return false;
+    }
     match expr {
         Expr::Column(_) => true,
         Expr::Alias(a) => pushable(&a.expr),
@@ -233,6 +237,117 @@ pub(crate) fn expr_pushable(expr: &Expr, schema: &DFSchema, caps: &Capabilities)
         }
         _ => false,
     }
+}
+
+/// Whether `expr`'s own operation gives DataFusion's answer for the operands it has. A
+/// column the source compares otherwise than as text (see [`ComparesAs`]) may only be
+/// selected, tested for NULL, counted, or compared for equality with a column of the same
+/// source type; anything else over it stays in DataFusion.
+fn operands_compare_as_text(expr: &Expr, schema: &DFSchema) -> bool {
+    match expr {
+        Expr::Column(_) | Expr::Alias(_) | Expr::IsNull(_) | Expr::IsNotNull(_) => true,
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op:
+                Operator::Eq | Operator::NotEq | Operator::IsDistinctFrom | Operator::IsNotDistinctFrom,
+            right,
+        }) => equal_as_text(left, right, schema) || uuid_against_literal(left, right, schema),
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq,
+            right,
+        }) if compares_as(left, schema).is_some() || compares_as(right, schema).is_some() => {
+            uuid_against_literal(left, right, schema)
+        }
+        Expr::InList(list) if compares_as(&list.expr, schema).is_some() => {
+            is_uuid(&list.expr, schema) && list.list.iter().all(is_canonical_uuid)
+        }
+        Expr::AggregateFunction(AggregateFunction { func, params }) if func.name() == "count" => {
+            params.args.iter().all(|a| match compares_as(a, schema) {
+                None | Some(ComparesAs::Keys) => true,
+                // `count(DISTINCT ...)` compares the values.
+                Some(ComparesAs::Opaque) => !params.distinct,
+            })
+        }
+        _ => {
+            let mut text = true;
+            let _ = expr.apply_children(|child| {
+                text = compares_as(child, schema).is_none();
+                Ok(if text {
+                    TreeNodeRecursion::Continue
+                } else {
+                    TreeNodeRecursion::Stop
+                })
+            });
+            text
+        }
+    }
+}
+
+/// Whether `l = r` is text equality in the source: neither is a column compared otherwise,
+/// or both are key-like columns of the same source type (two `uuid`s, two `char(5)`s, two
+/// values of one enum).
+fn equal_as_text(l: &Expr, r: &Expr, schema: &DFSchema) -> bool {
+    let (lf, rf) = (source_column(l, schema), source_column(r, schema));
+    let (lk, rk) = (lf.and_then(ComparesAs::of), rf.and_then(ComparesAs::of));
+    match (lk, rk) {
+        (None, None) => true,
+        (Some(ComparesAs::Keys), Some(ComparesAs::Keys)) => {
+            let source_type = |f: &'_ Field| f.metadata().get("source_type").cloned();
+            let l = lf.and_then(source_type);
+            l.is_some() && l == rf.and_then(source_type)
+        }
+        _ => false,
+    }
+}
+
+/// A Postgres `uuid` column compared with a literal in the form Postgres prints (lowercase,
+/// hyphenated): its equality and order are then those of the text, since `uuid` orders by
+/// its bytes. Any other literal would be read in any case, or fail, in Postgres.
+fn uuid_against_literal(l: &Expr, r: &Expr, schema: &DFSchema) -> bool {
+    (is_uuid(l, schema) && is_canonical_uuid(r)) || (is_uuid(r, schema) && is_canonical_uuid(l))
+}
+
+fn is_uuid(e: &Expr, schema: &DFSchema) -> bool {
+    source_column(e, schema).is_some_and(|f| {
+        ComparesAs::of(f) == Some(ComparesAs::Keys)
+            && f.metadata().get("source_type").map(String::as_str) == Some("uuid")
+    })
+}
+
+/// A text literal such as `a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11`.
+fn is_canonical_uuid(e: &Expr) -> bool {
+    let Expr::Literal(
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)),
+        _,
+    ) = e
+    else {
+        return false;
+    };
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
+
+/// The field of a column, through any aliases.
+fn source_column<'a>(e: &Expr, schema: &'a DFSchema) -> Option<&'a Field> {
+    match e {
+        Expr::Column(c) => schema
+            .qualified_field_from_column(c)
+            .ok()
+            .map(|(_, f)| f.as_ref()),
+        Expr::Alias(a) => source_column(&a.expr, schema),
+        _ => None,
+    }
+}
+
+/// How the source compares `e`'s values, when `e` is a column it does not compare as text.
+fn compares_as(e: &Expr, schema: &DFSchema) -> Option<ComparesAs> {
+    source_column(e, schema).and_then(ComparesAs::of)
 }
 
 fn literal_pushable(value: &ScalarValue, caps: &Capabilities) -> bool {
@@ -397,6 +512,10 @@ fn groupable(t: &DataType, caps: &Capabilities) -> bool {
 
 /// Ordering by this expression gives DataFusion's order.
 fn orderable(e: &Expr, schema: &DFSchema, caps: &Capabilities) -> bool {
+    // A `uuid` orders by its bytes, which is the order of its lowercase text.
+    if compares_as(e, schema).is_some() && !is_uuid(e, schema) {
+        return false;
+    }
     let t = type_of(e, schema);
     match &t {
         _ if is_string_like(&t) => caps.binary_text_order,

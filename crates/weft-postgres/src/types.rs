@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
 use tokio_postgres::types::Type;
+use weft_core::remote::{ComparesAs, COMPARES_AS};
 
 /// The Arrow precision and scale of a `numeric` declared without precision.
 ///
@@ -46,8 +47,28 @@ impl PgColumn {
                 scalar(self.oid, self.typtype, self.typmod).ok_or_else(|| self.unsupported())?
             }
         };
-        Ok(Field::new(&self.name, data_type, self.nullable)
-            .with_metadata([("source_type".to_string(), self.type_name.clone())].into()))
+        let mut metadata =
+            std::collections::HashMap::from([("source_type".to_string(), self.type_name.clone())]);
+        if let Some(kind) = self.compares_as() {
+            metadata.insert(COMPARES_AS.to_string(), kind.as_str().to_string());
+        }
+        Ok(Field::new(&self.name, data_type, self.nullable).with_metadata(metadata))
+    }
+
+    /// How Postgres compares the column's values, when not as the text they reach
+    /// DataFusion as (arrays are never compared in pushed SQL).
+    fn compares_as(&self) -> Option<ComparesAs> {
+        if self.element.is_some() {
+            return None;
+        }
+        if self.typtype == b'e' {
+            return Some(ComparesAs::Keys);
+        }
+        match Type::from_oid(self.oid)? {
+            Type::BPCHAR | Type::UUID => Some(ComparesAs::Keys),
+            Type::JSON | Type::JSONB => Some(ComparesAs::Opaque),
+            _ => None,
+        }
     }
 
     fn unsupported(&self) -> String {
