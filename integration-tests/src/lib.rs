@@ -306,6 +306,56 @@ impl std::fmt::Display for DbError {
 
 impl std::error::Error for DbError {}
 
+/// The queries of `sqls` whose answer with pushdown (`weft`) is not the one without
+/// (`scans`, every source scanned whole), or that fail there: one line each, for an assert.
+pub async fn differences(weft: &WeftContext, scans: &WeftContext, sqls: &[&str]) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for &sql in sqls {
+        let want = answer(scans, sql).await;
+        let got = match weft.sql(sql).await {
+            Ok(df) => df.collect().await.map(|b| rows(&b)),
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(got) if got == want => {}
+            Ok(got) => wrong.push(format!("{sql}: {got:?}, not {want:?}")),
+            Err(e) => wrong.push(format!("{sql}: {e}")),
+        }
+    }
+    wrong
+}
+
+/// Asserts that `sql` answers the same rows (in any order) with pushdown and without, and
+/// that the source of `log` got it as one statement containing one of `words` (what shows
+/// that the part that matters was pushed).
+pub async fn pushed_whole(
+    weft: &WeftContext,
+    scans: &WeftContext,
+    log: &weft_core::remote::QueryLog,
+    sql: &str,
+    words: &[&str],
+) {
+    log.clear();
+    let mut got = answer(weft, sql).await;
+    let mut want = answer(scans, sql).await;
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{sql}");
+    let sent = log.statements();
+    assert_eq!(sent.len(), 1, "{sql}: {sent:#?}");
+    assert!(
+        words.iter().any(|w| sent[0].contains(w)),
+        "{sql}: not pushed: {}",
+        sent[0]
+    );
+}
+
+/// The rows `sql` answers, panicking with the query on an error.
+pub async fn answer(weft: &WeftContext, sql: &str) -> Vec<Vec<String>> {
+    let df = weft.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows(&df.collect().await.unwrap_or_else(|e| panic!("{sql}: {e}")))
+}
+
 /// Every value of the batches as text, one row a line: NULL as `NULL`, floats rounded to
 /// 10 significant digits (sums computed in another order differ in the last bits).
 pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {

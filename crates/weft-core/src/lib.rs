@@ -11,6 +11,7 @@ pub mod config;
 mod dynamic;
 mod error;
 mod estimate;
+mod instants;
 mod precedence;
 pub mod remote;
 mod source;

@@ -81,8 +81,14 @@ impl Capabilities {
 /// otherwise than as text (see [`ComparesAs`]). Absent: the source compares them as text.
 pub const COMPARES_AS: &str = "weft.compares_as";
 
+/// Arrow field metadata a connector sets on a text column with a collation of its own (not
+/// the database's default): its name. Two such columns compare for equality in the source
+/// only when their collations are the same.
+pub const COLLATION: &str = "weft.collation";
+
 /// How a source compares the values of a column that reaches DataFusion as text but is not
-/// text in the source (Postgres's `char(n)`, `uuid`, enums, `json`). Pushing a comparison,
+/// text in the source (Postgres's `char(n)`, `uuid`, enums, `json`), or is text compared by
+/// a collation (SQLite's `COLLATE NOCASE`). Pushing a comparison,
 /// an ordering or a function of such a column would answer by the source's rule instead of
 /// DataFusion's, so the planner sends only what both answer alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +98,8 @@ pub enum ComparesAs {
     /// order; `char(n)`: trailing spaces ignored). The source may group them, count distinct
     /// values and compare them for equality with a column of the same source type.
     Keys,
-    /// Not even equality is text equality (`jsonb` compares parsed values, `json` has none):
+    /// Not even equality is text equality (`jsonb` compares parsed values, `json` has none,
+    /// a `NOCASE` column ignores case):
     /// only the column itself, NULL tests and counts.
     Opaque,
 }
@@ -206,6 +213,8 @@ impl QueryLog {
             .clear();
     }
 }
+
+pub use crate::instants::arrow_cast_instants;
 
 /// A post-unparse fix of the statement for one dialect.
 pub type AstRewrite = fn(Statement) -> Result<Statement>;
@@ -369,6 +378,7 @@ impl SQLExecutor for RemoteExecutor {
                 Some(rewrite) => rewrite(statement)?,
                 None => statement,
             };
+            let statement = crate::instants::zoned_literals(statement);
             exact_strings(crate::precedence::explicit_precedence(statement), kind)
         }))
     }

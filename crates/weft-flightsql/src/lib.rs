@@ -96,13 +96,16 @@ impl FlightSqlSource {
             .await
             .map_err(|e| fail(format!("listing the tables of {url}: {e}")))?;
 
-        let executor = Arc::new(RemoteExecutor::new(
-            name,
-            KIND,
-            connection.compute_context(),
-            Arc::new(connection),
-            Arc::new(DefaultDialect {}),
-        ));
+        let executor = Arc::new(
+            RemoteExecutor::new(
+                name,
+                KIND,
+                connection.compute_context(),
+                Arc::new(connection),
+                Arc::new(DefaultDialect {}),
+            )
+            .with_ast_rewrite(weft_core::remote::arrow_cast_instants),
+        );
         let database = RemoteDatabase::new(Arc::clone(&executor), capabilities());
         let tables = remote_tables
             .into_iter()

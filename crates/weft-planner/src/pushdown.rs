@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
     Between, BinaryExpr, Case, Cast, Distinct, Expr, ExprSchemable, JoinType, Like, LogicalPlan,
     Operator,
 };
-use weft_core::remote::{Capabilities, ComparesAs};
+use weft_core::remote::{Capabilities, ComparesAs, COLLATION};
 
 /// Whether `plan` itself (not its inputs, which the caller has checked) may run in the
 /// source. `input_limited` says whether an input's result is cut by a LIMIT: the unparser
@@ -285,8 +285,8 @@ fn operands_compare_as_text(expr: &Expr, schema: &DFSchema) -> bool {
 }
 
 /// Whether `l = r` is text equality in the source: neither is a column compared otherwise,
-/// or both are key-like columns of the same source type (two `uuid`s, two `char(5)`s, two
-/// values of one enum).
+/// or both are key-like columns of the same source type and collation (two `uuid`s, two
+/// `char(5)`s, two values of one enum, two `text COLLATE "de-x-icu"`).
 fn equal_as_text(l: &Expr, r: &Expr, schema: &DFSchema) -> bool {
     let (lf, rf) = (source_column(l, schema), source_column(r, schema));
     let (lk, rk) = (lf.and_then(ComparesAs::of), rf.and_then(ComparesAs::of));
@@ -294,8 +294,11 @@ fn equal_as_text(l: &Expr, r: &Expr, schema: &DFSchema) -> bool {
         (None, None) => true,
         (Some(ComparesAs::Keys), Some(ComparesAs::Keys)) => {
             let source_type = |f: &'_ Field| f.metadata().get("source_type").cloned();
+            let collation = |f: &'_ Field| f.metadata().get(COLLATION).cloned();
             let l = lf.and_then(source_type);
-            l.is_some() && l == rf.and_then(source_type)
+            l.is_some()
+                && l == rf.and_then(source_type)
+                && lf.and_then(collation) == rf.and_then(collation)
         }
         _ => false,
     }
@@ -368,12 +371,27 @@ fn literal_pushable(value: &ScalarValue, caps: &Capabilities) -> bool {
             v.as_deref().is_none_or(|s| !s.contains('\0'))
         }
         ScalarValue::Date32(_) => caps.date_comparisons,
+        // Written as ISO text (with its offset when zoned, which the connectors' SQL reads
+        // as that instant: `weft-core`'s `instants`); only years 1 to 9999, which every
+        // source reads back the same.
+        ScalarValue::TimestampSecond(v, _) => timestamp_pushable(*v, 1, caps),
+        ScalarValue::TimestampMillisecond(v, _) => timestamp_pushable(*v, 1_000, caps),
+        ScalarValue::TimestampMicrosecond(v, _) => timestamp_pushable(*v, 1_000_000, caps),
+        ScalarValue::TimestampNanosecond(v, _) => timestamp_pushable(*v, 1_000_000_000, caps),
         // A negative scale is written as a cast to a scale of 0.
         ScalarValue::Decimal128(_, _, scale) | ScalarValue::Decimal256(_, _, scale) => {
             caps.decimals && *scale >= 0
         }
         _ => false,
     }
+}
+
+fn timestamp_pushable(value: Option<i64>, per_second: i64, caps: &Capabilities) -> bool {
+    // 0001-01-01T00:00:00 and 9999-12-31T23:59:59 in seconds from 1970.
+    const FIRST: i64 = -62_135_596_800;
+    const LAST: i64 = 253_402_300_799;
+    caps.timestamp_comparisons
+        && value.is_none_or(|v| (FIRST..=LAST).contains(&v.div_euclid(per_second)))
 }
 
 /// The precision and scale of a decimal type.

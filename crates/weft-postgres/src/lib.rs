@@ -320,13 +320,16 @@ async fn discover(
                     pg_catalog.format_type(a.atttypid, a.atttypmod), \
                     bt.oid, bt.typtype::text, \
                     CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, \
-                    et.oid, et.typtype::text, NOT a.attnotnull, c.reltuples::float8 \
+                    et.oid, et.typtype::text, NOT a.attnotnull, c.reltuples::float8, \
+                    CASE WHEN a.attcollation NOT IN (0, 100) THEN co.collname::text END, \
+                    coalesce((to_jsonb(co) ->> 'collisdeterministic')::bool, true) \
              FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
              JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
              JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
              LEFT JOIN pg_catalog.pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A' \
+             LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
              WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') \
                AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
@@ -359,24 +362,39 @@ async fn discover(
             typmod: row.get(6),
             element: row.get::<_, Option<u32>>(7).map(|oid| (oid, typtype(8))),
             nullable: row.get(9),
+            collation: row
+                .get::<_, Option<String>>(11)
+                .map(|name| types::Collation {
+                    name,
+                    deterministic: row.get(12),
+                }),
         };
         match tables.last_mut() {
             Some((last, columns)) if *last == key => columns.push(column),
             _ => tables.push((key, vec![column])),
         }
     }
-    let collation: String = client
+    // The database's default collation: libc's `datcollate`, unless (PostgreSQL 15 and
+    // later) the default comes from ICU, which never orders by code point, or from the
+    // built-in provider (17 and later), which always does.
+    let database = client
         .query_one(
-            "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()",
+            "SELECT datcollate::text, to_jsonb(d) ->> 'datlocprovider' \
+             FROM pg_catalog.pg_database d WHERE datname = current_database()",
             &[],
         )
         .await
-        .map_err(|e| e.to_string())?
-        .get(0);
+        .map_err(|e| e.to_string())?;
+    let (collation, provider): (String, Option<String>) = (database.get(0), database.get(1));
+    let binary_collation = match provider.as_deref() {
+        Some("i") => false,
+        Some("b") => true,
+        _ => matches!(collation.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8"),
+    };
     Ok(Discovered {
         tables,
         estimates,
-        binary_collation: matches!(collation.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8"),
+        binary_collation,
     })
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
 use tokio_postgres::types::Type;
-use weft_core::remote::{ComparesAs, COMPARES_AS};
+use weft_core::remote::{ComparesAs, COLLATION, COMPARES_AS};
 
 /// The Arrow precision and scale of a `numeric` declared without precision.
 ///
@@ -33,6 +33,18 @@ pub(crate) struct PgColumn {
     /// An array's element type: its OID and typtype.
     pub(crate) element: Option<(u32, u8)>,
     pub(crate) nullable: bool,
+    /// The column's own collation, when it is not the database's default.
+    pub(crate) collation: Option<Collation>,
+}
+
+/// A collation a column was given (`text COLLATE "en-x-icu"`), or that a view's column
+/// inherits.
+#[derive(Debug, Clone)]
+pub(crate) struct Collation {
+    pub(crate) name: String,
+    /// Equal values have equal bytes (`pg_collation.collisdeterministic`); a
+    /// nondeterministic collation may make `'a' = 'A'` true.
+    pub(crate) deterministic: bool,
 }
 
 impl PgColumn {
@@ -52,14 +64,27 @@ impl PgColumn {
         if let Some(kind) = self.compares_as() {
             metadata.insert(COMPARES_AS.to_string(), kind.as_str().to_string());
         }
+        if let Some(collation) = &self.collation {
+            metadata.insert(COLLATION.to_string(), collation.name.clone());
+        }
         Ok(Field::new(&self.name, data_type, self.nullable).with_metadata(metadata))
     }
 
     /// How Postgres compares the column's values, when not as the text they reach
     /// DataFusion as (arrays are never compared in pushed SQL).
+    ///
+    /// A column with its own collation orders by that collation's rules, and comparing it
+    /// with a column of another collation is an error in Postgres ("could not determine
+    /// which collation to use"): it is compared only with columns of the same type and
+    /// collation, and not at all when the collation is nondeterministic.
     fn compares_as(&self) -> Option<ComparesAs> {
         if self.element.is_some() {
             return None;
+        }
+        match &self.collation {
+            Some(c) if !c.deterministic => return Some(ComparesAs::Opaque),
+            Some(_) => return Some(ComparesAs::Keys),
+            None => {}
         }
         if self.typtype == b'e' {
             return Some(ComparesAs::Keys);

@@ -33,7 +33,7 @@ use datafusion_table_providers::sql::db_connection_pool::{
 use datafusion_table_providers::sqlite::sql_table::SQLiteTable;
 use rusqlite::OpenFlags;
 use weft_core::config::{Config, SqliteConfig};
-use weft_core::remote::{QueryLog, RemoteDatabase, RemoteExecutor};
+use weft_core::remote::{ComparesAs, QueryLog, RemoteDatabase, RemoteExecutor, COMPARES_AS};
 use weft_core::{Error, Result, Source, SourceTable};
 
 const KIND: &str = "sqlite";
@@ -251,13 +251,14 @@ fn discover(path: &Path) -> rusqlite::Result<Vec<TableDef>> {
             })
             .flatten();
         let mut info = conn.prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")?;
-        let fields = info
+        let mut fields = info
             .query_map([&name], |row| {
                 let column: String = row.get(0)?;
                 let declared: String = row.get(1)?;
                 Ok(Field::new(column, arrow_type(&declared), true))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        mark_collated_text(&conn, &name, &mut fields);
         defs.push(TableDef {
             name,
             schema: Arc::new(Schema::new(fields)),
@@ -265,6 +266,70 @@ fn discover(path: &Path) -> rusqlite::Result<Vec<TableDef>> {
         });
     }
     Ok(defs)
+}
+
+/// Marks the text columns of `table` that SQLite does not compare by their bytes as
+/// DataFusion does (a `COLLATE NOCASE` or `RTRIM` column, or one of a view over such a
+/// column or with its own `COLLATE`) as [`ComparesAs::Opaque`], so that no comparison, order
+/// or grouping of them is pushed.
+///
+/// Found by how the column compares rather than by reading its declaration, which is
+/// what covers views and collations Weft does not know: each text column of `table` is
+/// compared with `'a'` for the values `'A'` and `'a '` under the column's own collation
+/// (the leftmost select of a compound gives the result's collation). By bytes, neither is
+/// equal to `'a'` and only `'A'` is less. When the probe cannot run (a collation this
+/// connection lacks), every text column of the table is marked.
+fn mark_collated_text(conn: &rusqlite::Connection, table: &str, fields: &mut [Field]) {
+    let text: Vec<usize> = (0..fields.len())
+        .filter(|&i| fields[i].data_type() == &DataType::Utf8)
+        .collect();
+    if text.is_empty() {
+        return;
+    }
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let columns = text
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| format!("{} AS x{n}", quote(fields[i].name())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = |v: &str| vec![v; text.len()].join(", ");
+    let tests = (0..text.len())
+        .map(|n| format!("coalesce(sum(x{n} = 'a'), 0), coalesce(sum(x{n} < 'a'), 0)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {tests} FROM (SELECT {columns} FROM {} WHERE 0 \
+         UNION ALL SELECT {} UNION ALL SELECT {})",
+        quote(table),
+        values("'A'"),
+        values("'a '"),
+    );
+    let bytewise = conn.query_row(&sql, [], |row| {
+        (0..text.len())
+            .map(|n| Ok(row.get::<_, i64>(2 * n)? == 0 && row.get::<_, i64>(2 * n + 1)? == 1))
+            .collect::<rusqlite::Result<Vec<bool>>>()
+    });
+    let bytewise = bytewise.unwrap_or_else(|e| {
+        tracing::warn!(
+            table,
+            error = %e,
+            "cannot tell how SQLite compares the table's text columns; none of their \
+             comparisons will be pushed"
+        );
+        vec![false; text.len()]
+    });
+    for (&i, bytewise) in text.iter().zip(bytewise) {
+        if !bytewise {
+            let field = fields[i].clone();
+            let mut metadata = field.metadata().clone();
+            metadata.insert(
+                COMPARES_AS.to_string(),
+                ComparesAs::Opaque.as_str().to_string(),
+            );
+            fields[i] = field.with_metadata(metadata);
+        }
+    }
 }
 
 /// The Arrow type of a column with this declared type: SQLite's affinity rules
@@ -332,6 +397,46 @@ mod tests {
         assert_eq!(
             err,
             "source `shop` (sqlite): database file `/nonexistent/shop.db` does not exist or is not a file"
+        );
+    }
+
+    #[test]
+    fn text_columns_compared_by_a_collation_are_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE t (a TEXT COLLATE NOCASE, b TEXT, r VARCHAR(5) COLLATE RTRIM,
+                                 n INTEGER COLLATE NOCASE, \"odd \"\"name\" TEXT);
+                 CREATE VIEW v AS SELECT a, b COLLATE NOCASE AS bn, upper(a) AS ua, b FROM t;",
+            )
+            .unwrap();
+        let defs = discover(&path).unwrap();
+        let marked = |table: usize| -> Vec<(String, bool)> {
+            defs[table]
+                .schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), ComparesAs::of(f).is_some()))
+                .collect()
+        };
+        let owned = |v: &[(&str, bool)]| -> Vec<(String, bool)> {
+            v.iter().map(|(n, m)| (n.to_string(), *m)).collect()
+        };
+        assert_eq!(
+            marked(0),
+            owned(&[
+                ("a", true),
+                ("b", false),
+                ("r", true),
+                ("n", false),
+                ("odd \"name", false)
+            ])
+        );
+        assert_eq!(
+            marked(1),
+            owned(&[("a", true), ("bn", true), ("ua", false), ("b", false)])
         );
     }
 

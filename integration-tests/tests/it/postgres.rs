@@ -5,7 +5,8 @@ use integration_tests::pg::HOPELESS;
 use std::sync::Arc;
 
 use integration_tests::{
-    eventually, lake, local, pg, postgres_placement, rows, shop, MemorySource,
+    answer, differences, eventually, lake, local, pg, postgres_placement, pushed_whole, rows, shop,
+    MemorySource,
 };
 use weft_core::Source;
 use weft_planner::WeftContext;
@@ -252,11 +253,6 @@ async fn pushdown_and_scans(setup: &str) -> (WeftContext, WeftContext, Arc<Postg
     let mut scans = WeftContext::without_pushdown();
     scans.register(open().await).unwrap();
     (weft, scans, source)
-}
-
-async fn answer(weft: &WeftContext, sql: &str) -> Vec<Vec<String>> {
-    let df = weft.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows(&df.collect().await.unwrap_or_else(|e| panic!("{sql}: {e}")))
 }
 
 #[tokio::test]
@@ -517,8 +513,7 @@ async fn columns_postgres_does_not_compare_as_text_give_datafusions_answer() {
     )
     .await;
     // Each of these would give another answer, or fail, in Postgres.
-    let mut wrong = Vec::new();
-    for sql in [
+    let wrong = differences(&weft, &scans, &[
         "SELECT id FROM pg.public.t WHERE ch = 'ab' ORDER BY id",
         "SELECT id, length(ch) AS n FROM pg.public.t ORDER BY id",
         "SELECT id FROM pg.public.t WHERE u = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11' ORDER BY id",
@@ -535,18 +530,8 @@ async fn columns_postgres_does_not_compare_as_text_give_datafusions_answer() {
         "SELECT id FROM pg.public.t ORDER BY m, id LIMIT 2",
         "SELECT a.id, b.id FROM pg.public.t a JOIN pg.public.t b ON a.ch = b.u ORDER BY 1, 2",
         "SELECT id FROM pg.public.t WHERE upper(CAST(u AS VARCHAR)) = 'FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF'",
-    ] {
-        let want = answer(&scans, sql).await;
-        let got = match weft.sql(sql).await {
-            Ok(df) => df.collect().await.map(|b| rows(&b)),
-            Err(e) => Err(e),
-        };
-        match got {
-            Ok(got) if got == want => {}
-            Ok(got) => wrong.push(format!("{sql}: {got:?}, not {want:?}")),
-            Err(e) => wrong.push(format!("{sql}: {e}")),
-        }
-    }
+    ])
+    .await;
     assert!(wrong.is_empty(), "{wrong:#?}");
     // These mean the same in both, and are still sent whole.
     for sql in [
@@ -560,25 +545,149 @@ async fn columns_postgres_does_not_compare_as_text_give_datafusions_answer() {
            OR u2 IN ('00000000-0000-0000-0000-000000000000', 'ffffffff-ffff-ffff-ffff-ffffffffffff')",
         "SELECT id, u FROM pg.public.t WHERE u > '0a000000-0000-0000-0000-000000000000'",
     ] {
-        pg.query_log().unwrap().clear();
-        let mut got = answer(&weft, sql).await;
-        let mut want = answer(&scans, sql).await;
-        got.sort();
-        want.sort();
-        assert_eq!(got, want, "{sql}");
-        let sent = pg.query_log().unwrap().statements();
-        assert_eq!(sent.len(), 1, "{sql}: {sent:#?}");
-        assert!(
-            ["WHERE", "GROUP BY", "JOIN", "DISTINCT", "count("]
-                .iter()
-                .any(|w| sent[0].contains(w)),
-            "{sql}: not pushed: {}",
-            sent[0]
-        );
+        let words = ["WHERE", "GROUP BY", "JOIN", "DISTINCT", "count("];
+        pushed_whole(&weft, &scans, pg.query_log().unwrap(), sql, &words).await;
     }
     let sql = "SELECT id, u FROM pg.public.t ORDER BY u DESC NULLS LAST, id";
     pg.query_log().unwrap().clear();
     assert_eq!(answer(&weft, sql).await, answer(&scans, sql).await);
     let sent = pg.query_log().unwrap().statements();
     assert!(sent[0].contains("ORDER BY"), "{sent:#?}");
+}
+
+#[tokio::test]
+async fn columns_with_their_own_collation_give_datafusions_answer() {
+    // The test cluster's databases are `C`; these columns are not.
+    let (weft, scans, pg) = pushdown_and_scans(
+        "CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+         CREATE TABLE c (id int PRIMARY KEY, ci text COLLATE nocase, en text COLLATE \"en-x-icu\",
+                         en2 text COLLATE \"en-x-icu\", plain text);
+         INSERT INTO c VALUES (1, 'abc', 'b', 'b', 'abc'), (2, 'ABC', 'B', 'a', 'ABC'),
+                              (3, 'x', 'a', 'B', 'b'), (4, NULL, NULL, NULL, NULL);
+         CREATE VIEW v AS SELECT id, en, plain COLLATE \"en-x-icu\" AS pen FROM c;",
+    )
+    .await;
+    // Each of these would give another answer, or fail, in Postgres.
+    let wrong = differences(
+        &weft,
+        &scans,
+        &[
+            "SELECT id FROM pg.public.c WHERE ci = 'abc' ORDER BY id",
+            "SELECT id FROM pg.public.c WHERE ci IN ('abc', 'y') ORDER BY id",
+            "SELECT id FROM pg.public.c WHERE ci LIKE 'a%' ORDER BY id",
+            "SELECT ci, count(*) AS n FROM pg.public.c GROUP BY ci ORDER BY ci",
+            "SELECT count(DISTINCT ci) AS n FROM pg.public.c",
+            "SELECT DISTINCT ci FROM pg.public.c ORDER BY ci",
+            "SELECT id FROM pg.public.c WHERE en < 'b' ORDER BY id",
+            "SELECT id FROM pg.public.c ORDER BY en, id LIMIT 2",
+            "SELECT min(en) AS lo, max(en2) AS hi FROM pg.public.c",
+            "SELECT a.id, b.id FROM pg.public.c a JOIN pg.public.c b ON a.en = b.plain ORDER BY 1, 2",
+            "SELECT a.id, b.id FROM pg.public.c a JOIN pg.public.c b ON a.ci = b.ci ORDER BY 1, 2",
+            "SELECT id FROM pg.public.v WHERE pen > 'a' ORDER BY id",
+            "SELECT id FROM pg.public.v ORDER BY en DESC, id",
+        ],
+    )
+    .await;
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // These mean the same in both, and are still sent whole.
+    for sql in [
+        "SELECT id, ci, en FROM pg.public.c WHERE plain = 'abc' AND ci IS NOT NULL",
+        "SELECT en, count(*) AS n FROM pg.public.c GROUP BY en",
+        "SELECT a.id, b.id FROM pg.public.c a JOIN pg.public.c b ON a.en = b.en2 WHERE a.id > 0",
+        "SELECT id FROM pg.public.c WHERE plain < 'b'",
+    ] {
+        let words = ["WHERE", "GROUP BY", "JOIN"];
+        pushed_whole(&weft, &scans, pg.query_log().unwrap(), sql, &words).await;
+    }
+}
+
+#[tokio::test]
+async fn text_order_stays_in_datafusion_when_the_database_default_is_icu() {
+    // `datcollate` says C, but the default collation comes from ICU.
+    let server = pg::server();
+    let database = server.create_database("icu").await;
+    let icu = format!("{database}_en");
+    server
+        .execute(
+            "postgres",
+            &format!(
+                "CREATE DATABASE {icu} TEMPLATE template0 LOCALE 'C' \
+                 LOCALE_PROVIDER icu ICU_LOCALE 'en'"
+            ),
+        )
+        .await
+        .unwrap();
+    server
+        .execute(
+            &icu,
+            "CREATE TABLE w (id int, word text);
+             INSERT INTO w VALUES (1, 'b'), (2, 'B'), (3, 'a'), (4, 'A');",
+        )
+        .await
+        .unwrap();
+    let open = || async {
+        let options = PostgresOptions::from_url(&server.url(&icu)).unwrap();
+        Arc::new(PostgresSource::open("pg", options).await.unwrap())
+    };
+    let mut weft = WeftContext::new();
+    weft.register(open().await).unwrap();
+    let mut scans = WeftContext::without_pushdown();
+    scans.register(open().await).unwrap();
+    let wrong = differences(
+        &weft,
+        &scans,
+        &[
+            "SELECT id FROM pg.public.w ORDER BY word",
+            "SELECT id FROM pg.public.w WHERE word < 'a' ORDER BY id",
+            "SELECT max(word) AS hi FROM pg.public.w",
+        ],
+    )
+    .await;
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[tokio::test]
+async fn timestamp_filters_mean_the_same_instant_whatever_the_servers_time_zone() {
+    let (weft, scans, pg) = pushdown_and_scans(
+        "DO $$ BEGIN
+           EXECUTE format('ALTER DATABASE %I SET timezone = %L', current_database(),
+                          'America/New_York');
+         END $$;
+         CREATE TABLE e (id int PRIMARY KEY, at timestamptz, local timestamp);
+         INSERT INTO e VALUES
+           (1, '2024-01-01 02:00:00+00', '2024-01-01 02:00:00'),
+           (2, '2024-01-01 06:00:00+00', '2024-01-01 06:00:00'),
+           (3, '2023-12-31 23:30:00+00', '2023-12-31 23:30:00'),
+           (4, NULL, NULL);",
+    )
+    .await;
+    let queries = [
+        "SELECT id FROM pg.public.e WHERE at >= TIMESTAMP '2024-01-01 00:00:00' ORDER BY id",
+        "SELECT id FROM pg.public.e WHERE at < '2024-01-01T05:00:00Z' ORDER BY id",
+        "SELECT id FROM pg.public.e
+         WHERE at BETWEEN '2024-01-01T03:00:00+02:00' AND '2024-01-01T07:00:00+00:00' ORDER BY id",
+        "SELECT count(*) AS n FROM pg.public.e WHERE at > TIMESTAMP '2023-12-31 23:00:00'",
+        "SELECT id FROM pg.public.e WHERE local >= TIMESTAMP '2024-01-01 00:00:00' ORDER BY id",
+        "SELECT id FROM pg.public.e WHERE local < '2024-01-01 02:00:00.000001' ORDER BY id",
+        "SELECT id, coalesce(at, TIMESTAMP '2000-01-01 00:00:00') AS at,
+                coalesce(local, TIMESTAMP '2000-01-01 12:00:00') AS local
+         FROM pg.public.e ORDER BY id",
+        "SELECT id FROM pg.public.e WHERE local > TIMESTAMP '1900-06-01 00:00:00'
+           AND at IN (TIMESTAMP '2024-01-01 02:00:00', TIMESTAMP '2024-01-01 06:00:00') ORDER BY id",
+    ];
+    let wrong = differences(&weft, &scans, &queries).await;
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // The filters run in Postgres: each statement compares the columns.
+    for sql in &queries[..6] {
+        pg.query_log().unwrap().clear();
+        let _ = answer(&weft, sql).await;
+        let sent = pg.query_log().unwrap().statements();
+        assert!(
+            sent.len() == 1 && sent[0].contains("WHERE"),
+            "{sql}: the filter should run in Postgres: {sent:#?}"
+        );
+        if sql.contains("WHERE at") {
+            assert!(sent[0].contains("WITH TIME ZONE"), "{sent:#?}");
+        }
+    }
 }

@@ -103,3 +103,60 @@ async fn a_wrong_password_for_the_remote_is_a_clear_start_up_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timestamp_filter_on_a_remote_column_outside_utc_means_the_same_instant() {
+    // A serves a Parquet file whose `at` is zoned `Europe/Berlin` (UTC+1 in January).
+    let files = common::scratch();
+    let ctx = datafusion::prelude::SessionContext::new();
+    let path = files.path().join("visits.parquet");
+    let copy = format!(
+        "COPY (SELECT id, arrow_cast(CAST(at AS TIMESTAMP), \
+                'Timestamp(Microsecond, Some(\"Europe/Berlin\"))') AS at \
+              FROM (VALUES (1, '2024-01-01T01:30:00Z'), (2, '2024-01-01T02:30:00Z'), \
+                           (3, '2024-01-01T03:30:00Z')) AS v(id, at)) \
+         TO '{}' STORED AS PARQUET",
+        path.display()
+    );
+    ctx.sql(&copy).await.unwrap().collect().await.unwrap();
+    let a_config = format!(
+        "[[sources]]\nname = \"lake\"\nkind = \"parquet\"\nurl = \"{}\"\n\
+         [sources.tables]\nvisits = \"visits.parquet\"\n\n\
+         [[users]]\nname = \"ann\"\npassword_hash = \"{}\"\n",
+        files.path().display(),
+        common::hash_password("a-secret")
+    );
+    let a = Server::with_config(&a_config, &[]);
+    let b_config = format!(
+        "[[sources]]\nname = \"a\"\nkind = \"flightsql\"\nurl = \"{}\"\nuser = \"ann\"\n\
+         password_env = \"WEFT_TEST_A_PASSWORD\"\n\n\
+         [[users]]\nname = \"bea\"\npassword_hash = \"{}\"\n",
+        a.url(),
+        common::hash_password("b-secret")
+    );
+    let b = Server::with_config(&b_config, &[("WEFT_TEST_A_PASSWORD", "a-secret")]);
+    let mut on_a = login(&a.url(), "ann", "a-secret").await;
+    let mut on_b = login(&b.url(), "bea", "b-secret").await;
+    for filter in [
+        "at >= TIMESTAMP '2024-01-01 02:00:00'",
+        "at < '2024-01-01T03:00:00+01:00'",
+        "at BETWEEN '2024-01-01T02:00:00Z' AND '2024-01-01T04:00:00+01:00'",
+    ] {
+        let sql = "SELECT id FROM {t} WHERE {filter} ORDER BY id".replace("{filter}", filter);
+        let expected = rows(
+            &query(&mut on_a, &sql.replace("{t}", "lake.public.visits"))
+                .await
+                .unwrap(),
+        );
+        let got = rows(
+            &query(&mut on_b, &sql.replace("{t}", "a.lake_public.visits"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(got, expected, "{filter}: A ran {:#?}", a.log());
+    }
+    // And the filters ran in A.
+    let done = a.wait_for_log("query done", 6);
+    let sent = done.iter().filter(|l| l.contains("arrow_cast")).count();
+    assert_eq!(sent, 3, "{done:#?}");
+}
