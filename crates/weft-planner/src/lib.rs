@@ -41,6 +41,7 @@
 
 mod avg;
 mod federate;
+mod join_filters;
 mod pushdown;
 mod unparse;
 
@@ -57,6 +58,7 @@ use datafusion_federation::FederatedQueryPlanner;
 use weft_core::{register_source, Source};
 
 pub use federate::FederationRule;
+pub use join_filters::JoinFiltersForRemoteScans;
 
 /// The session config Weft plans with.
 pub fn session_config() -> SessionConfig {
@@ -92,7 +94,8 @@ pub fn with_filters_in_the_decoder(mut config: SessionConfig) -> SessionConfig {
 }
 
 /// A DataFusion session state that federates: DataFusion's own optimizer rules first, then
-/// [`FederationRule`], and datafusion-federation's query planner for the remote parts.
+/// [`FederationRule`], and datafusion-federation's query planner for the remote parts; after
+/// DataFusion's physical optimizer rules, [`JoinFiltersForRemoteScans`].
 pub fn federated_session_state(config: SessionConfig) -> SessionState {
     session_state_with(config, FederationRule::new())
 }
@@ -105,6 +108,7 @@ fn session_state_with(config: SessionConfig, rule: FederationRule) -> SessionSta
         .with_default_features()
         .with_optimizer_rules(rules)
         .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
+        .with_physical_optimizer_rule(Arc::new(JoinFiltersForRemoteScans))
         .build()
 }
 

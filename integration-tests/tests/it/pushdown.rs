@@ -260,3 +260,40 @@ async fn a_join_sends_the_other_side_only_the_keys_that_can_match() {
     let received = sent[0].rows.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(received, orders.len() as u64);
 }
+
+/// The hash joins in `sql`'s physical plan, and for each whether it fills a dynamic filter.
+async fn joins_with_dynamic_filters(weft: &weft_planner::WeftContext, sql: &str) -> Vec<bool> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::physical_plan::joins::HashJoinExec;
+    let plan = weft
+        .sql(sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let mut joins = Vec::new();
+    plan.apply(|node| {
+        if let Some(join) = node.downcast_ref::<HashJoinExec>() {
+            joins.push(!join.dynamic_expressions_produced().is_empty());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .unwrap();
+    joins
+}
+
+#[tokio::test]
+async fn only_a_join_whose_other_side_is_a_remote_query_fills_a_dynamic_filter() {
+    let (weft, _shop) = federated().await;
+    // Parquet on both sides: the filter could only prune row groups, and costs more.
+    let parquet = "SELECT a.event_id FROM lake.public.events a
+                   JOIN lake.public.events b ON b.event_id = a.event_id
+                   WHERE a.kind = 'purchase'";
+    assert_eq!(joins_with_dynamic_filters(&weft, parquet).await, [false]);
+    // SQLite read second: its statement gets the keys.
+    let remote = "SELECT e.event_id, o.id FROM lake.public.events e
+                  JOIN shop.main.orders o ON o.customer_id = e.customer_id
+                  WHERE e.kind = 'purchase' AND e.month = '2024-03' AND e.value > 150";
+    assert_eq!(joins_with_dynamic_filters(&weft, remote).await, [true]);
+}
