@@ -10,7 +10,10 @@
 //!
 //! [`JoinFiltersForRemoteScans`] runs after DataFusion's physical optimizer rules and drops
 //! the dynamic filter of every hash join whose probe side reads no remote query. The scan
-//! keeps the filter's placeholder, which stays `true`; the join no longer fills it.
+//! keeps the filter's placeholder, which stays `true`; the join no longer fills it. A session
+//! that evaluates filters in the Parquet decoder (the semantic layer's tenant sessions,
+//! [`crate::with_filters_in_the_decoder`]) keeps DataFusion's behaviour: there the filter
+//! removes rows before they are decoded.
 
 use std::sync::Arc;
 
@@ -31,8 +34,11 @@ impl PhysicalOptimizerRule for JoinFiltersForRemoteScans {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
+        config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if config.execution.parquet.pushdown_filters {
+            return Ok(plan);
+        }
         plan.transform_up(|node| {
             let Some(join) = node.downcast_ref::<HashJoinExec>() else {
                 return Ok(Transformed::no(node));
