@@ -223,8 +223,67 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Debian packages the test suite needs beyond a Rust toolchain and gcc, each with the
+/// check that says it is there: `protoc` (substrait, under the Flight SQL server, runs it at
+/// build time), PostgreSQL's binaries (the tests start their own throwaway cluster), Python's
+/// `venv` (the ADBC test installs the Flight SQL driver from PyPI) and `openssl` (the TLS
+/// test makes a throwaway certificate).
+fn missing_packages() -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    if which("protoc").is_err() {
+        missing.push("protobuf-compiler");
+    }
+    let initdb = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().any(|e| e.path().join("bin/initdb").is_file()))
+        .unwrap_or(false);
+    if !initdb {
+        missing.push("postgresql");
+    }
+    let venv = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !venv {
+        missing.extend(["python3", "python3-venv"]);
+    }
+    if which("openssl").is_err() {
+        missing.push("openssl");
+    }
+    missing
+}
+
+/// Installs what [`missing_packages`] finds missing with apt-get, as root; otherwise fails
+/// with the command to run.
+fn ensure_packages() -> Result<()> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root {
+        bail!(
+            "the tests need these Debian packages: {0}; install them with              `sudo apt-get install {0}`",
+            missing.join(" ")
+        );
+    }
+    println!(
+        "xtask: installing {} from Debian's packages",
+        missing.join(", ")
+    );
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 fn ci() -> Result<()> {
     let started = Instant::now();
+    ensure_packages()?;
     step("format", || cargo(&["fmt", "--all", "--check"]))?;
     step("clippy", || {
         cargo(&[

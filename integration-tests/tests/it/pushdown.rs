@@ -265,6 +265,7 @@ async fn a_join_sends_the_other_side_only_the_keys_that_can_match() {
 async fn joins_with_dynamic_filters(weft: &weft_planner::WeftContext, sql: &str) -> Vec<bool> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::physical_plan::joins::HashJoinExec;
+    use datafusion::physical_plan::ExecutionPlan;
     let plan = weft
         .sql(sql)
         .await
