@@ -93,8 +93,8 @@ def load_extension(con, path, name):
     con.execute(f"LOAD '{target}'")
 
 
-def main():
-    job = json.load(sys.stdin)
+def connect(threads):
+    """A DuckDB connection that loads extensions only from files, with `threads` threads."""
     con = duckdb.connect(
         config={
             "autoinstall_known_extensions": False,
@@ -102,7 +102,13 @@ def main():
             "allow_unsigned_extensions": True,
         }
     )
-    con.execute(f"SET threads = {int(job.get('threads', os.cpu_count() or 1))}")
+    con.execute(f"SET threads = {int(threads)}")
+    return con
+
+
+def main():
+    job = json.load(sys.stdin)
+    con = connect(job.get("threads", os.cpu_count() or 1))
     stores = set(job["tables"].values())
     if "postgres" in stores:
         load_extension(con, extension_file("duckdb_extension_postgres"), "postgres_scanner")

@@ -42,12 +42,14 @@ enum Task {
         args: Vec<String>,
     },
     /// TPC-H across placements and engines (Weft, Weft without pushdown, DuckDB,
-    /// PostgreSQL), every answer checked; writes a Markdown table, JSON and an SVG chart
-    /// under target/bench. Sets up DuckDB in a virtual environment and PostgreSQL if
-    /// needed.
+    /// PostgreSQL), every answer checked, and a whole PostgreSQL table read into Arrow
+    /// (Weft, DuckDB's scanner, ConnectorX, ADBC); writes a Markdown table, JSON and an SVG
+    /// chart under target/bench. Sets up the peers in a virtual environment and PostgreSQL
+    /// if needed.
     Bench {
         /// The arguments of `weft-bench`: `[--sf 1] [--runs 3] [--queries 1,3]
-        /// [--placements local,mixed] [--engines weft,duckdb] [--pg-url URL]`.
+        /// [--placements local,mixed] [--engines weft,duckdb] [--read weft,duckdb|none]
+        /// [--pg-url URL]`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -77,10 +79,16 @@ fn main() -> Result<()> {
 
 /// DuckDB and its scanner extensions, pinned to one version: the extension wheels are built
 /// for exactly that DuckDB.
-const DUCKDB: [&str; 3] = [
+/// The benchmark's peers, from PyPI: DuckDB with its scanners, and the PostgreSQL readers of
+/// the table read (ConnectorX, ADBC's driver; pyarrow for their Arrow tables).
+const PEERS: [&str; 7] = [
     "duckdb==1.5.5",
     "duckdb-extension-postgres==1.5.5",
     "duckdb-extension-sqlite==1.5.5",
+    "pyarrow==26.0.1",
+    "connectorx==0.4.6",
+    "adbc-driver-manager==1.13.0",
+    "adbc-driver-postgresql==1.13.0",
 ];
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
@@ -89,20 +97,24 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     let python = venv.join("bin").join("python");
     if !python.is_file() {
         println!(
-            "xtask: creating a Python virtual environment for DuckDB in {}",
+            "xtask: creating a Python virtual environment for the peers in {}",
             venv.display()
         );
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
     let installed = Command::new(&python)
-        .args(["-c", "import duckdb, duckdb_extension_postgres, duckdb_extension_sqlite; assert duckdb.__version__ == '1.5.5'"])
+        .args([
+            "-c",
+            "import duckdb, duckdb_extension_postgres, duckdb_extension_sqlite, pyarrow, \
+             connectorx, adbc_driver_postgresql; assert duckdb.__version__ == '1.5.5'",
+        ])
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !installed {
         run(Command::new(&python)
             .args(["-m", "pip", "install", "--quiet"])
-            .args(DUCKDB))?;
+            .args(PEERS))?;
     }
     let given_postgres = args.iter().any(|a| a.starts_with("--pg-url"));
     let have_postgres = std::fs::read_dir("/usr/lib/postgresql")
@@ -129,7 +141,7 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     // it is, it is built in the same invocation as weft-bench: cargo unifies features per
     // invocation, so building them apart would compile DataFusion twice. weft-bench finds
     // `weft` beside itself.
-    let mut build = Command::new(cargo_bin());
+    let mut build = cargo_command();
     build.args([
         "build",
         "--release",
@@ -168,7 +180,7 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
 fn load(root: &Path, args: &[String]) -> Result<()> {
     let release = args.iter().any(|a| a == "--release");
     let args: Vec<&String> = args.iter().filter(|a| *a != "--release").collect();
-    let mut build = Command::new(cargo_bin());
+    let mut build = cargo_command();
     if release {
         build.args([
             "build",
@@ -197,7 +209,7 @@ fn load(root: &Path, args: &[String]) -> Result<()> {
 /// `weft-corpus` (in `integration-tests`), built in the same profile as the tests. Relative
 /// paths are relative to the workspace root.
 fn corpus(args: &[String]) -> Result<()> {
-    let mut command = Command::new(cargo_bin());
+    let mut command = cargo_command();
     command.args([
         "run",
         "--quiet",
@@ -373,7 +385,7 @@ fn tool(name: &str, version: &str) -> Result<PathBuf> {
         return Ok(path);
     }
     println!("xtask: installing {name} {version} into {}", root.display());
-    run(Command::new(cargo_bin())
+    run(cargo_command()
         .args(["install", name, "--version", version, "--locked", "--root"])
         .arg(&root)
         // Installed tools build in their own target folder, not the workspace's.
@@ -411,8 +423,34 @@ fn cargo_bin() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
+/// A cargo command without the variables `cargo run` set for xtask itself. A build script
+/// that reads one (ring's reads `CARGO_MANIFEST_DIR` through its rerun-if-env-changed helper)
+/// would otherwise see it change between a build through xtask and a plain `cargo build`,
+/// and rebuild itself and everything above it (ring, rustls, tonic, arrow-flight: minutes).
+fn cargo_command() -> Command {
+    let mut command = Command::new(cargo_bin());
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            )
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 fn cargo(args: &[&str]) -> Result<()> {
-    run(Command::new(cargo_bin()).args(args))
+    run(cargo_command().args(args))
 }
 
 fn run(command: &mut Command) -> Result<()> {

@@ -417,6 +417,9 @@ pub struct PostgresConfig {
     pub sslmode: Option<String>,
     /// The largest number of connections to keep.
     pub pool_size: Option<u32>,
+    /// The most concurrent `ctid` ranges one large scan is read in (1: every statement is
+    /// read whole); the machine's cores, at most 8, when absent.
+    pub read_ranges: Option<usize>,
     /// The schemas to expose; all but the system ones when absent.
     pub schemas: Option<Vec<String>>,
     /// What to do with a column whose type has no Arrow mapping.

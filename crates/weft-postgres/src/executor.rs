@@ -5,12 +5,24 @@
 //! bounded size so a large result never sits in memory whole. The pooled connection is held
 //! until the stream ends or is dropped.
 //!
+//! A statement that only filters and projects one large table ([`crate::split`]) is read as
+//! several concurrent statements, one per range of the table's pages (`ctid` ranges, which
+//! PostgreSQL 14 and later scan directly), each on its own connection and decoded on its own
+//! task, so that both PostgreSQL and Weft use more than one core. All ranges read one
+//! snapshot: the first connection exports it (`pg_export_snapshot`) and the others take it
+//! (`SET TRANSACTION SNAPSHOT`), so the rows are exactly those one statement would have
+//! read, even while the table changes. Where the export, another connection or the table's
+//! size is not to be had, the statement is read whole, as before.
+//!
 //! A stream dropped before its statement ended (the client cancelled or disconnected, the
 //! query timed out or failed elsewhere) sends Postgres a cancel request, so nothing keeps
 //! running on the source, and gives the connection back to the pool only once the
 //! cancelled statement is over (see [`Running`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -22,14 +34,39 @@ use datafusion::sql::unparser::dialect::{Dialect, PostgreSqlDialect};
 use datafusion_federation::sql::SQLExecutor;
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::postgresconn::PostgresConnection;
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{CancelToken, Row, RowStream};
 
 use crate::decode::{decoder, Decoder, Raw};
+use crate::split::{splittable, Splittable};
 
 /// Rows per Arrow batch.
 const BATCH_ROWS: usize = 8192;
+
+/// A range of a split read covers at least this many pages (8 kB each by default: 8 MB):
+/// below that, a second connection and snapshot cost more than they save. DuckDB's postgres
+/// scanner uses the same size of task.
+const MIN_PAGES_PER_RANGE: u64 = 1000;
+
+/// The most ranges one statement is split into.
+const MAX_RANGES: usize = 8;
+
+/// How long a split read waits for each further pooled connection before it goes on with
+/// those it has: a pool that is busy must not hold a read up (nor deadlock reads that each
+/// hold one connection and wait for another).
+const EXTRA_CONNECTION_WAIT: Duration = Duration::from_millis(500);
+
+/// How long a table's size is trusted. A stale size only makes the ranges uneven: the last
+/// range has no upper bound.
+const TABLE_SIZE_TTL: Duration = Duration::from_secs(60);
+
+/// Batches a range's task may have ready before the consumer takes them.
+const RANGE_BUFFER: usize = 2;
+
+/// Each table's pages (or `None`: not one a split read can cut), and when they were read.
+type TablePages = Mutex<HashMap<String, (Instant, Option<u64>)>>;
 
 pub(crate) struct PgExecutor {
     pool: Arc<PostgresConnectionPool>,
@@ -38,6 +75,14 @@ pub(crate) struct PgExecutor {
     compute_context: String,
     /// The `sslmode` of the pool's connections, which cancel requests follow.
     sslmode: String,
+    /// Pages of the tables split reads were considered for (`None`: not one that can be
+    /// split: a view, a partitioned or foreign table, or a server before PostgreSQL 14).
+    table_pages: Arc<TablePages>,
+    /// Ranges a large scan is split into: the source's `read_ranges`, or the cores this
+    /// process may use, at most [`MAX_RANGES`].
+    ranges: usize,
+    /// Range statements sent so far (the source's `ranges_sent`).
+    ranges_sent: Arc<AtomicU64>,
 }
 
 impl PgExecutor {
@@ -46,12 +91,21 @@ impl PgExecutor {
         address: String,
         compute_context: String,
         sslmode: String,
+        ranges: Option<usize>,
+        ranges_sent: Arc<AtomicU64>,
     ) -> Self {
         Self {
             pool,
             address,
             compute_context,
             sslmode,
+            table_pages: Arc::default(),
+            ranges: ranges.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(MAX_RANGES)
+            }),
+            ranges_sent,
         }
     }
 }
@@ -81,19 +135,32 @@ impl SQLExecutor for PgExecutor {
         let sql = query.to_string();
         let out_schema = Arc::clone(&schema);
         let sslmode = self.sslmode.clone();
+        let table_pages = Arc::clone(&self.table_pages);
+        let ranges = self.ranges;
+        let ranges_sent = Arc::clone(&self.ranges_sent);
         let batches = futures::stream::once(async move {
             let conn = pool.connect_direct().await.map_err(|e| {
                 DataFusionError::Execution(format!("cannot connect to {address}: {e}"))
             })?;
-            // Armed before the statement is sent: for an aggregate, Postgres answers only
-            // once the whole statement has run, and a drop while waiting must cancel it too.
-            let running = Running::new(conn, sslmode, address.clone());
-            let rows = running
-                .client()
-                .query_typed_raw(&sql, std::iter::empty::<(&(dyn ToSql + Sync), Type)>())
-                .await
-                .map_err(|e| postgres_error(&address, &e))?;
-            Ok::<_, DataFusionError>(batches(running, rows, schema, address))
+            let cx = ReadContext {
+                schema,
+                address,
+                sslmode,
+            };
+            if ranges > 1 {
+                if let Some(split) = splittable(&sql) {
+                    let pages = pages_of(&conn, &split.table, &table_pages).await;
+                    let wanted =
+                        pages.map_or(1, |p| (p / MIN_PAGES_PER_RANGE).min(ranges as u64) as usize);
+                    if let (Some(pages), true) = (pages, wanted > 1) {
+                        let read = split_read(conn, &pool, &sql, &split, pages, wanted, cx);
+                        let (batches, sent) = read.await?;
+                        ranges_sent.fetch_add(sent, Ordering::Relaxed);
+                        return Ok(batches);
+                    }
+                }
+            }
+            whole_read(conn, sql, cx, false).await
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, batches)))
@@ -109,6 +176,177 @@ impl SQLExecutor for PgExecutor {
         Err(DataFusionError::NotImplemented(
             "Weft discovers Postgres tables itself".to_string(),
         ))
+    }
+}
+
+/// What a read needs besides its connection and statement.
+#[derive(Clone)]
+struct ReadContext {
+    schema: SchemaRef,
+    /// `host:port`, for errors.
+    address: String,
+    sslmode: String,
+}
+
+/// Sends `sql` on `conn` and streams its rows. `transaction`: `conn` is in a transaction
+/// this read ends.
+async fn whole_read(
+    conn: PostgresConnection,
+    sql: String,
+    cx: ReadContext,
+    transaction: bool,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    // Armed before the statement is sent: for an aggregate, Postgres answers only once the
+    // whole statement has run, and a drop while waiting must cancel it too.
+    let mut running = Running::new(conn, cx.sslmode, cx.address.clone());
+    running.transaction = transaction;
+    let rows = running
+        .client()
+        .query_typed_raw(&sql, std::iter::empty::<(&(dyn ToSql + Sync), Type)>())
+        .await
+        .map_err(|e| postgres_error(&cx.address, &e))?;
+    Ok(batches(running, rows, cx.schema, cx.address).boxed())
+}
+
+/// The pages of `table` (as the statement names it), if it is a table or materialized view
+/// a split read can cut into `ctid` ranges; from the cache while it is fresh.
+async fn pages_of(conn: &PostgresConnection, table: &str, cache: &TablePages) -> Option<u64> {
+    if let Some((at, pages)) = cache.lock().ok()?.get(table) {
+        if at.elapsed() < TABLE_SIZE_TTL {
+            return *pages;
+        }
+    }
+    let sql = format!(
+        "SELECT c.relkind::text, pg_relation_size(c.oid) / current_setting('block_size')::bigint, \
+         current_setting('server_version_num')::int FROM pg_class c \
+         WHERE c.oid = to_regclass('{}')",
+        table.replace('\'', "''")
+    );
+    let pages = match conn.conn.simple_query(&sql).await {
+        Ok(messages) => messages.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                let kind = row.get(0)?;
+                let pages: u64 = row.get(1)?.parse().ok()?;
+                let version: u32 = row.get(2)?.parse().ok()?;
+                // TID range scans came with PostgreSQL 14: before, each range would scan
+                // the whole table.
+                (matches!(kind, "r" | "m") && version >= 140_000).then_some(pages)
+            }
+            _ => None,
+        }),
+        Err(e) => {
+            tracing::debug!(table, error = %e, "cannot read the size of a Postgres table");
+            None
+        }
+    };
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(table.to_string(), (Instant::now(), pages));
+    }
+    pages
+}
+
+/// Reads `split` (the statement `sql`) as up to `wanted` concurrent `ctid` ranges of a table
+/// of `pages` pages, in one snapshot; `sql` whole where the snapshot cannot be shared.
+async fn split_read(
+    first: PostgresConnection,
+    pool: &PostgresConnectionPool,
+    sql: &str,
+    split: &Splittable,
+    pages: u64,
+    wanted: usize,
+    cx: ReadContext,
+) -> Result<(BoxStream<'static, Result<RecordBatch>>, u64)> {
+    const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+    let exported = first
+        .conn
+        .simple_query(&format!("{BEGIN}; SELECT pg_export_snapshot()"))
+        .await;
+    let snapshot = match exported {
+        Ok(messages) => messages.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        }),
+        Err(e) => {
+            tracing::debug!(address = %cx.address, error = %e, "no snapshot to share: reading whole");
+            None
+        }
+    };
+    let Some(snapshot) = snapshot else {
+        let _ = first.conn.simple_query("ROLLBACK").await;
+        return Ok((whole_read(first, sql.to_string(), cx, false).await?, 0));
+    };
+    let mut conns = vec![first];
+    while conns.len() < wanted {
+        let Ok(Ok(conn)) = tokio::time::timeout(EXTRA_CONNECTION_WAIT, pool.connect_direct()).await
+        else {
+            break;
+        };
+        let joined = conn
+            .conn
+            .simple_query(&format!("{BEGIN}; SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            .await;
+        if let Err(e) = joined {
+            tracing::debug!(address = %cx.address, error = %e, "cannot share a snapshot");
+            let _ = conn.conn.simple_query("ROLLBACK").await;
+            break;
+        }
+        conns.push(conn);
+    }
+    let n = conns.len() as u64;
+    if n == 1 {
+        let first = conns.pop().expect("one connection");
+        return Ok((whole_read(first, sql.to_string(), cx, true).await?, 0));
+    }
+    // Range k covers pages [k * pages / n, (k + 1) * pages / n); the first has no lower and
+    // the last no upper bound, so every row is in exactly one range whatever the size is now.
+    let bound = |k: u64| (k > 0 && k < n).then(|| pages * k / n);
+    let mut tasks = Vec::new();
+    let mut receivers = Vec::new();
+    for (k, conn) in (0..n).zip(conns) {
+        let statement = split.range(bound(k), bound(k + 1));
+        tracing::debug!(address = %cx.address, range = k, sql = %statement, "split read");
+        let (tx, rx) = tokio::sync::mpsc::channel(RANGE_BUFFER);
+        let cx = cx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut batches = match whole_read(conn, statement, cx, true).await {
+                Ok(batches) => batches,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            while let Some(batch) = batches.next().await {
+                if tx.send(batch).await.is_err() {
+                    return;
+                }
+            }
+        }));
+        receivers.push(
+            futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|batch| (batch, rx))
+            })
+            .boxed(),
+        );
+    }
+    // The ranges' tasks end with the stream: an abandoned read cancels its statements.
+    let tasks = AbortOnDrop(tasks);
+    let batches = futures::stream::select_all(receivers)
+        .map(move |batch| {
+            let _ = &tasks;
+            batch
+        })
+        .boxed();
+    Ok((batches, n))
+}
+
+/// Aborts its tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -128,6 +366,9 @@ struct Running {
     conn: Option<PostgresConnection>,
     sslmode: String,
     address: String,
+    /// The connection is in a transaction (a split read's), ended before it goes back to
+    /// the pool.
+    transaction: bool,
 }
 
 impl Running {
@@ -136,6 +377,7 @@ impl Running {
             conn: Some(conn),
             sslmode,
             address,
+            transaction: false,
         }
     }
 
@@ -154,7 +396,8 @@ impl Drop for Running {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if self.sslmode.is_empty() {
+        let transaction = self.transaction;
+        if self.sslmode.is_empty() && !transaction {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -164,6 +407,13 @@ impl Drop for Running {
             );
             return;
         };
+        if self.sslmode.is_empty() {
+            // Finished: only the transaction to end.
+            runtime.spawn(async move {
+                let _ = conn.conn.simple_query("COMMIT").await;
+            });
+            return;
+        }
         let token = conn.conn.cancel_token();
         let sslmode = std::mem::take(&mut self.sslmode);
         let address = std::mem::take(&mut self.address);
@@ -173,18 +423,24 @@ impl Drop for Running {
             // until the statement is over. The probe (an empty query) queues behind the
             // statement and answers once it has ended; the connection then goes back to the
             // pool clean.
-            let mut probe = std::pin::pin!(conn.conn.simple_query(""));
-            for attempt in 1..=CANCEL_ATTEMPTS {
-                if let Err(e) = cancel(&token, &sslmode, &address).await {
-                    tracing::warn!(%address, error = %e, "cannot cancel an abandoned Postgres statement");
-                    break;
+            let cancelled = async {
+                let mut probe = std::pin::pin!(conn.conn.simple_query(""));
+                for attempt in 1..=CANCEL_ATTEMPTS {
+                    if let Err(e) = cancel(&token, &sslmode, &address).await {
+                        tracing::warn!(%address, error = %e, "cannot cancel an abandoned Postgres statement");
+                        break;
+                    }
+                    if tokio::time::timeout(CANCEL_WAIT, probe.as_mut()).await.is_ok() {
+                        tracing::debug!(%address, attempt, "cancelled an abandoned Postgres statement");
+                        return;
+                    }
                 }
-                if tokio::time::timeout(CANCEL_WAIT, probe.as_mut()).await.is_ok() {
-                    tracing::debug!(%address, attempt, "cancelled an abandoned Postgres statement");
-                    return;
-                }
+                let _ = probe.await;
+            };
+            cancelled.await;
+            if transaction {
+                let _ = conn.conn.simple_query("ROLLBACK").await;
             }
-            let _ = probe.await;
         });
     }
 }

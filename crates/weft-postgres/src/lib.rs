@@ -10,9 +10,11 @@
 mod decode;
 mod dialect;
 mod executor;
+mod split;
 mod types;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Schema;
@@ -49,6 +51,10 @@ pub struct PostgresOptions {
     pub schemas: Option<Vec<String>>,
     /// The largest number of pooled connections (10 when `None`).
     pub pool_size: Option<u32>,
+    /// The most concurrent `ctid` ranges a statement that only filters and projects one large
+    /// table is read in, each on its own connection (1: every statement is read whole). The
+    /// cores of this machine, at most 8, when `None`.
+    pub read_ranges: Option<usize>,
     /// What to do with a column whose type has no Arrow mapping.
     pub unsupported_types: UnsupportedTypes,
 }
@@ -62,6 +68,7 @@ impl std::fmt::Debug for PostgresOptions {
             .field("sslmode", &self.sslmode)
             .field("schemas", &self.schemas)
             .field("pool_size", &self.pool_size)
+            .field("read_ranges", &self.read_ranges)
             .field("unsupported_types", &self.unsupported_types)
             .finish_non_exhaustive()
     }
@@ -102,6 +109,7 @@ impl PostgresOptions {
             sslmode,
             schemas: None,
             pool_size: None,
+            read_ranges: None,
             unsupported_types: UnsupportedTypes::Error,
         })
     }
@@ -126,6 +134,7 @@ pub struct PostgresSource {
     executor: Arc<RemoteExecutor>,
     pool: Arc<PostgresConnectionPool>,
     address: String,
+    ranges_sent: Arc<AtomicU64>,
 }
 
 impl PostgresSource {
@@ -147,6 +156,7 @@ impl PostgresSource {
         }
         options.schemas = source.schemas.clone();
         options.pool_size = source.pool_size;
+        options.read_ranges = source.read_ranges;
         options.unsupported_types = source.unsupported_types;
         Self::open(&source.name, options).await
     }
@@ -222,6 +232,7 @@ impl PostgresSource {
         }
 
         let compute_context = format!("postgres://{}@{}/{}", options.user, address, options.dbname);
+        let ranges_sent = Arc::new(AtomicU64::new(0));
         let executor = Arc::new(
             RemoteExecutor::new(
                 name,
@@ -232,6 +243,8 @@ impl PostgresSource {
                     address.clone(),
                     compute_context,
                     options.sslmode.clone(),
+                    options.read_ranges,
+                    Arc::clone(&ranges_sent),
                 )),
                 Arc::new(PostgreSqlDialect {}),
             )
@@ -259,7 +272,14 @@ impl PostgresSource {
             executor,
             pool,
             address,
+            ranges_sent,
         })
+    }
+
+    /// Statements sent as ranges of split reads so far: a large scan read as `n` concurrent
+    /// `ctid` ranges counts `n` (the query log has it once, as the statement Weft planned).
+    pub fn ranges_sent(&self) -> u64 {
+        self.ranges_sent.load(Ordering::Relaxed)
     }
 }
 

@@ -71,6 +71,20 @@ struct Args {
     /// Where the report goes.
     #[arg(long)]
     out: PathBuf,
+    /// Readers for the PostgreSQL table read: one whole table (`--read-table`) from
+    /// PostgreSQL into Arrow in memory, each reader in its own process: `weft`, `weft-whole`
+    /// (Weft reading it as one statement), `duckdb` (DuckDB's postgres scanner), `connectorx`
+    /// (2 partitions), `adbc` (ADBC's PostgreSQL driver); `none` skips it. Default: all of
+    /// them when all placements and queries run, else none.
+    #[arg(long, value_delimiter = ',')]
+    read: Option<Vec<String>>,
+    /// The table the PostgreSQL table read reads.
+    #[arg(long, default_value = "lineitem")]
+    read_table: String,
+    /// Internal: be this Weft reader of the table read (a child process of weft-bench,
+    /// reading `--pg-url`), and write its result as JSON on stdout.
+    #[arg(long, hide = true)]
+    read_child: Option<String>,
 }
 
 impl Args {
@@ -80,7 +94,30 @@ impl Args {
             .unwrap_or(if self.sf >= 1.0 { 1 } else { 3 })
             .max(1)
     }
+
+    /// The readers of the PostgreSQL table read.
+    fn readers(&self) -> Vec<String> {
+        match &self.read {
+            Some(readers) => readers
+                .iter()
+                .filter(|r| r.as_str() != "none")
+                .cloned()
+                .collect(),
+            None if self.placements.is_empty() && self.queries.is_empty() => {
+                READERS.iter().map(|r| r.to_string()).collect()
+            }
+            None => Vec::new(),
+        }
+    }
 }
+
+/// The readers of the PostgreSQL table read, in report order: `weft-whole` is Weft reading
+/// the table as one statement (`read_ranges = 1`), the baseline of its split reads.
+const READERS: [&str; 5] = ["weft", "weft-whole", "duckdb", "connectorx", "adbc"];
+
+/// Partitions ConnectorX splits the table read into (as in the measurement the
+/// performance issue quotes).
+const CONNECTORX_PARTITIONS: usize = 2;
 
 /// A first run at least this long is its own warm-up: what a warm-up warms (connections,
 /// the file cache, prepared plans) is then a small share of the time, and running the query
@@ -134,6 +171,9 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    if let Some(reader) = &args.read_child {
+        return read_child(&args, reader).await;
+    }
     let started = Instant::now();
     let placements: Vec<Placement> = if args.placements.is_empty() {
         Placement::ALL.to_vec()
@@ -159,6 +199,13 @@ async fn run(args: Args) -> Result<()> {
         {
             bail!("no engine named `{engine}`");
         }
+    }
+    let readers = args.readers();
+    if let Some(reader) = readers.iter().find(|r| !READERS.contains(&r.as_str())) {
+        bail!(
+            "no reader named `{reader}` (readers: {}, or none)",
+            READERS.join(", ")
+        );
     }
     let mut engines = args.engines.clone();
     if args.via_server && !engines.iter().any(|e| e == "weft-server") {
@@ -235,8 +282,19 @@ async fn run(args: Args) -> Result<()> {
             }
         }
     }
+    let mut reads = Vec::new();
+    if !readers.is_empty() {
+        eprintln!("read: {} from PostgreSQL into Arrow", args.read_table);
+        for reader in &readers {
+            let read = table_read(&args, &pg_url, &conninfo, reader);
+            eprintln!("  {reader:<16} {}", read.summary());
+            reads.push(read);
+        }
+        check_reads(&mut reads, &pg_url, &args.read_table).await;
+    }
     check(&mut cells, args.sf);
     let report = Report {
+        reads: &reads,
         args: &args,
         engines: &engines,
         placements: &placements,
@@ -513,6 +571,15 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// The median of a JSON array of seconds, if it has any.
+fn median_time(times: &Value) -> Option<f64> {
+    let mut times: Vec<f64> = times
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    (!times.is_empty()).then(|| median(&mut times))
+}
+
 fn median_u64(values: &mut [u64]) -> u64 {
     values.sort_unstable();
     values[values.len() / 2]
@@ -768,6 +835,14 @@ async fn run_postgres(url: &str, sql: &str, runs: usize) -> Cell {
 }
 
 /// DuckDB through its `postgres` and `sqlite` scanners, in a Python child process.
+/// Where cargo (or xtask) says this crate is: the compile-time path may be a checkout that
+/// no longer exists, since target directories are shared.
+fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
 fn run_duckdb(
     args: &Args,
     data: &DataDir,
@@ -775,12 +850,7 @@ fn run_duckdb(
     placement: Placement,
     queries: &[(u32, &str)],
 ) -> Result<Vec<(u32, Cell)>> {
-    // Where cargo (or xtask) says the crate is: the compile-time path may be a checkout
-    // that no longer exists, since target directories are shared.
-    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    let script = crate_dir.join("tpch/duckdb_bench.py");
+    let script = crate_dir().join("tpch/duckdb_bench.py");
     let tables: serde_json::Map<String, Value> = Table::ALL
         .iter()
         .map(|t| {
@@ -824,11 +894,7 @@ fn run_duckdb(
             if let Some(e) = r["error"].as_str() {
                 cell.error = Some(e.to_string());
             } else {
-                let mut times: Vec<f64> = r["times"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_f64).collect())
-                    .unwrap_or_default();
-                cell.seconds = (!times.is_empty()).then(|| median(&mut times));
+                cell.seconds = median_time(&r["times"]);
                 cell.wire_bytes = r["wire_bytes"].as_u64();
                 cell.peak_rss = r["peak_rss"].as_u64();
                 cell.rows = serde_json::from_value(r["rows"].clone()).unwrap_or_default();
@@ -837,6 +903,308 @@ fn run_duckdb(
             (n, cell)
         })
         .collect())
+}
+
+/// One reader's PostgreSQL table read.
+#[derive(Debug, Default, Clone)]
+struct Read {
+    reader: String,
+    /// Median wall time of the timed runs.
+    seconds: Option<f64>,
+    rows: Option<u64>,
+    columns: Option<u64>,
+    /// The size of the Arrow data read (for Weft: the batches' memory).
+    arrow_bytes: Option<u64>,
+    /// Bytes over the network during a run (the median).
+    wire_bytes: Option<u64>,
+    /// Peak resident memory of the reader's process.
+    peak_rss: Option<u64>,
+    /// Statements sent to PostgreSQL in a run (Weft only).
+    statements: Option<u64>,
+    /// Of which sent as concurrent `ctid` ranges (Weft only).
+    ranges: Option<u64>,
+    error: Option<String>,
+    /// Whether the row and column counts match the table's.
+    check: Option<Result<(), String>>,
+}
+
+impl Read {
+    fn summary(&self) -> String {
+        match (&self.error, self.seconds) {
+            (Some(e), _) => format!("failed: {e}"),
+            (None, Some(s)) => format!(
+                "{s:.3} s, {} rows, {} of Arrow, {} over {}, peak {} MB{}",
+                self.rows.unwrap_or(0),
+                bytes(self.arrow_bytes.unwrap_or(0)),
+                bytes(self.wire_bytes.unwrap_or(0)),
+                iface(),
+                self.peak_rss.unwrap_or(0) >> 20,
+                self.statements_text()
+                    .map(|n| format!(", statements: {n}"))
+                    .unwrap_or_default()
+            ),
+            (None, None) => "no timed run".to_string(),
+        }
+    }
+
+    /// `1`, or `1 as 2 ranges`.
+    fn statements_text(&self) -> Option<String> {
+        let n = self.statements?;
+        Some(match self.ranges {
+            Some(r) if r > 0 => format!("{n} as {r} ranges"),
+            _ => n.to_string(),
+        })
+    }
+
+    fn from_json(reader: &str, value: &Value) -> Read {
+        let mut read = Read {
+            reader: reader.to_string(),
+            ..Read::default()
+        };
+        if let Some(e) = value["error"].as_str() {
+            read.error = Some(e.to_string());
+            return read;
+        }
+        read.seconds = median_time(&value["times"]);
+        read.rows = value["rows"].as_u64();
+        read.columns = value["columns"].as_u64();
+        read.arrow_bytes = value["arrow_bytes"].as_u64();
+        read.wire_bytes = value["wire_bytes"].as_u64();
+        read.peak_rss = value["peak_rss"].as_u64();
+        read.statements = value["statements"].as_u64();
+        read.ranges = value["ranges"].as_u64();
+        read
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "reader": self.reader,
+            "seconds": self.seconds,
+            "rows": self.rows,
+            "columns": self.columns,
+            "arrow_bytes": self.arrow_bytes,
+            "wire_bytes": self.wire_bytes,
+            "peak_rss": self.peak_rss,
+            "statements": self.statements,
+            "ranges": self.ranges,
+            "error": self.error,
+            "correct": self.check.as_ref().map(Result::is_ok),
+            "check": self.check.as_ref().and_then(|c| c.clone().err()),
+        })
+    }
+}
+
+/// How long one reader may take over all its runs.
+const READ_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs one reader of the table read in its own process: this program again with
+/// `--read-child` for Weft, `tpch/pg_read.py` for the others.
+fn table_read(args: &Args, pg_url: &str, conninfo: &str, reader: &str) -> Read {
+    let spawned = if reader.starts_with("weft") {
+        std::env::current_exe().map(|exe| {
+            let mut command = Command::new(exe);
+            command
+                .args(["--read-child", reader])
+                .args(["--sf", &args.sf.to_string()])
+                .args(["--runs", &args.runs().to_string()])
+                .args(["--read-table", &args.read_table])
+                .args(["--pg-url", pg_url])
+                .arg("--cache")
+                .arg(&args.cache)
+                .arg("--out")
+                .arg(&args.out);
+            (command, None)
+        })
+    } else {
+        let mut command = Command::new(&args.python);
+        command.arg(crate_dir().join("tpch/pg_read.py"));
+        let job = json!({
+            "reader": reader,
+            "conninfo": conninfo,
+            "url": pg_url,
+            "table": args.read_table,
+            "partition_on": partition_column(&args.read_table),
+            "partitions": CONNECTORX_PARTITIONS,
+            "runs": args.runs(),
+            "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "self_warming": SELF_WARMING.as_secs_f64(),
+            "iface": iface(),
+        });
+        Ok((command, Some(job)))
+    };
+    let failed = |e: String| Read {
+        reader: reader.to_string(),
+        error: Some(e),
+        ..Read::default()
+    };
+    let (mut command, job) = match spawned {
+        Ok(spawned) => spawned,
+        Err(e) => return failed(format!("cannot find this program: {e}")),
+    };
+    let child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => return failed(format!("cannot start the {reader} reader: {e}")),
+    };
+    let stdin = child.stdin.take().expect("piped");
+    if let Some(job) = job {
+        if let Err(e) = serde_json::to_writer(stdin, &job) {
+            return failed(format!("cannot send the {reader} reader its job: {e}"));
+        }
+    } else {
+        drop(stdin);
+    }
+    let deadline = Instant::now() + READ_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return failed(format!("timed out after {} s", READ_TIMEOUT.as_secs()));
+            }
+            Err(e) => return failed(e.to_string()),
+        }
+    }
+    let output = match child.wait_with_output() {
+        Ok(output) => output,
+        Err(e) => return failed(e.to_string()),
+    };
+    if !output.status.success() {
+        return failed(format!("the {reader} reader exited with {}", output.status));
+    }
+    match serde_json::from_slice::<Value>(&output.stdout) {
+        Ok(value) => Read::from_json(reader, &value),
+        Err(e) => failed(format!("unreadable result from the {reader} reader: {e}")),
+    }
+}
+
+/// The integer key ConnectorX splits a TPC-H table's read on.
+fn partition_column(table: &str) -> String {
+    match Table::named(table) {
+        Some(Table::Lineitem) => "l_orderkey".to_string(),
+        Some(Table::Orders) => "o_orderkey".to_string(),
+        Some(Table::Customer) => "c_custkey".to_string(),
+        Some(Table::Part) => "p_partkey".to_string(),
+        Some(Table::PartSupp) => "ps_partkey".to_string(),
+        Some(Table::Supplier) => "s_suppkey".to_string(),
+        Some(Table::Nation) => "n_nationkey".to_string(),
+        Some(Table::Region) => "r_regionkey".to_string(),
+        None => String::new(),
+    }
+}
+
+/// A Weft reader (`--read-child`): the table through a Weft session over the PostgreSQL
+/// source alone, every batch kept in memory until the run ends, as the other readers keep
+/// their Arrow table. `weft-whole` reads it as one statement (`read_ranges = 1`).
+async fn read_child(args: &Args, reader: &str) -> Result<()> {
+    let pg_url = args
+        .pg_url
+        .as_deref()
+        .context("--read-child needs --pg-url")?;
+    let mut options = weft_postgres::PostgresOptions::from_url(pg_url)
+        .map_err(|e| anyhow::anyhow!("--pg-url: {e}"))?;
+    options.schemas = Some(vec![Store::Postgres.schema().to_string()]);
+    if reader == "weft-whole" {
+        options.read_ranges = Some(1);
+    }
+    let pg =
+        Arc::new(weft_postgres::PostgresSource::open(Store::Postgres.source(), options).await?);
+    let mut weft = weft_planner::WeftContext::new();
+    weft.register(Arc::clone(&pg) as Arc<dyn weft_core::Source>)?;
+    let sql = format!(
+        "SELECT * FROM {}.{}.{}",
+        Store::Postgres.source(),
+        Store::Postgres.schema(),
+        args.read_table
+    );
+    let mut out = json!({});
+    let (mut times, mut moved) = (Vec::new(), Vec::new());
+    let mut first = true;
+    reset_peak_rss();
+    while times.len() < args.runs() {
+        for source in weft.sources() {
+            if let Some(log) = source.query_log() {
+                log.clear();
+            }
+        }
+        let before = wire_bytes();
+        let ranges_before = pg.ranges_sent();
+        let started = Instant::now();
+        let batches = weft.sql(&sql).await?.collect().await?;
+        let took = started.elapsed();
+        if timed(first, took) {
+            times.push(took.as_secs_f64());
+            moved.push(wire_bytes() - before);
+        }
+        first = false;
+        let statements: usize = weft
+            .sources()
+            .iter()
+            .filter_map(|s| s.query_log())
+            .map(|log| log.queries().len())
+            .sum();
+        let ranges = pg.ranges_sent() - ranges_before;
+        out = json!({
+            "ranges": ranges,
+            "rows": batches.iter().map(|b| b.num_rows() as u64).sum::<u64>(),
+            "columns": batches.first().map_or(0, |b| b.num_columns()),
+            "arrow_bytes": batches.iter().map(|b| b.get_array_memory_size() as u64).sum::<u64>(),
+            "statements": statements,
+        });
+    }
+    out["times"] = json!(times);
+    out["wire_bytes"] = json!(median_u64(&mut moved));
+    out["peak_rss"] = json!(peak_rss());
+    println!("{out}");
+    Ok(())
+}
+
+/// Checks each reader's row and column counts against the table's in PostgreSQL.
+async fn check_reads(reads: &mut [Read], pg_url: &str, table: &str) {
+    let expected = async {
+        let (client, connection) = tokio_postgres::connect(pg_url, tokio_postgres::NoTls).await?;
+        let handle = tokio::spawn(connection);
+        let rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM public.{table}"), &[])
+            .await?
+            .get(0);
+        let columns: i64 = client
+            .query_one(
+                "SELECT count(*) FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND table_name = $1",
+                &[&table],
+            )
+            .await?
+            .get(0);
+        drop(client);
+        let _ = handle.await;
+        Ok::<_, tokio_postgres::Error>((rows as u64, columns as u64))
+    };
+    let (rows, columns) = match expected.await {
+        Ok(counts) => counts,
+        Err(e) => {
+            for read in reads.iter_mut() {
+                read.check = Some(Err(format!("cannot count the table in PostgreSQL: {e}")));
+            }
+            return;
+        }
+    };
+    for read in reads.iter_mut().filter(|r| r.error.is_none()) {
+        read.check = Some(match (read.rows, read.columns) {
+            (Some(r), Some(c)) if r == rows && c == columns => Ok(()),
+            (r, c) => Err(format!(
+                "{} rows and {} columns, expected {rows} and {columns}",
+                r.unwrap_or(0),
+                c.unwrap_or(0)
+            )),
+        });
+    }
 }
 
 /// Checks each Weft and DuckDB answer against Weft's `local` answer, DuckDB's answer on
@@ -891,6 +1259,7 @@ fn bytes(b: u64) -> String {
 
 struct Report<'a> {
     args: &'a Args,
+    reads: &'a [Read],
     engines: &'a [String],
     placements: &'a [Placement],
     queries: Vec<u32>,
@@ -993,6 +1362,21 @@ impl Report<'_> {
                 )
             })
             .collect();
+        let wrong_reads = self.reads.iter().filter(|r| {
+            r.reader.starts_with("weft") && (r.error.is_some() || matches!(r.check, Some(Err(_))))
+        });
+        let wrong: Vec<String> = wrong
+            .into_iter()
+            .chain(wrong_reads.map(|r| {
+                format!(
+                    "table read weft: {}",
+                    r.error
+                        .clone()
+                        .or_else(|| r.check.clone().and_then(|c| c.err()))
+                        .unwrap_or_default()
+                )
+            }))
+            .collect();
         if !wrong.is_empty() {
             bail!(
                 "{} Weft answers wrong or failed:\n{}",
@@ -1040,6 +1424,10 @@ impl Report<'_> {
                 None => json!({"interface": "lo"}),
             },
             "cells": cells,
+            "table_read": {
+                "table": self.args.read_table,
+                "readers": self.reads.iter().map(Read::json).collect::<Vec<_>>(),
+            },
         })
     }
 
@@ -1160,6 +1548,7 @@ impl Report<'_> {
                 weft_cells.len()
             ));
         }
+        md.push_str(&self.reads_markdown());
         for &placement in self.placements {
             md.push_str(&format!("\n### {}\n\n| query |", placement.name()));
             for e in &engines {
@@ -1229,6 +1618,61 @@ impl Report<'_> {
                     mb("duckdb")
                 ));
             }
+        }
+        md
+    }
+
+    /// The PostgreSQL table read, if it ran.
+    fn reads_markdown(&self) -> String {
+        if self.reads.is_empty() {
+            return String::new();
+        }
+        let mut md = format!(
+            "\n### PostgreSQL table read: `{}` into Arrow in memory\n\nEach reader in its own \
+             process: Weft (`SELECT *` through a session; `weft-whole`: as one statement, \
+             `read_ranges = 1`), DuckDB's postgres scanner, ConnectorX \
+             ({CONNECTORX_PARTITIONS} partitions), ADBC's PostgreSQL driver. *Peak*: the \
+             process's peak resident memory. ✓: the row and column counts are the table's.\n\n\
+             | reader | s | ÷ weft | rows | Arrow MB | MB over {} | peak MB | statements | ✓ |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+            self.args.read_table,
+            iface()
+        );
+        let weft = self
+            .reads
+            .iter()
+            .find(|r| r.reader == "weft")
+            .and_then(|r| r.seconds);
+        let mb = |b: Option<u64>| b.map_or_else(|| "—".to_string(), |b| (b >> 20).to_string());
+        for read in self.reads {
+            if let Some(e) = &read.error {
+                md.push_str(&format!(
+                    "| {} | failed: {} | | | | | | | ✗ |\n",
+                    read.reader,
+                    e.replace('|', "\\|")
+                ));
+                continue;
+            }
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                read.reader,
+                read.seconds
+                    .map_or_else(|| "—".to_string(), |s| format!("{s:.3}")),
+                match (read.seconds, weft) {
+                    (Some(s), Some(w)) => format!("{:.2}", s / w),
+                    _ => "—".to_string(),
+                },
+                read.rows.map_or_else(|| "—".to_string(), |r| r.to_string()),
+                mb(read.arrow_bytes),
+                mb(read.wire_bytes),
+                mb(read.peak_rss),
+                read.statements_text().unwrap_or_else(|| "—".to_string()),
+                match &read.check {
+                    Some(Ok(())) => "✓".to_string(),
+                    Some(Err(e)) => format!("✗ {e}"),
+                    None => "—".to_string(),
+                }
+            ));
         }
         md
     }

@@ -691,3 +691,133 @@ async fn timestamp_filters_mean_the_same_instant_whatever_the_servers_time_zone(
         }
     }
 }
+
+/// A fresh database with `wide(id, k, pad)`: 150 000 rows of about 140 bytes, some 2 700
+/// pages, large enough to be read as concurrent `ctid` ranges; opened as the source `pg`.
+async fn database_with_a_large_table() -> (String, WeftContext, Arc<PostgresSource>) {
+    let server = pg::server();
+    let database = server.create_database("split").await;
+    server
+        .execute(
+            &database,
+            "CREATE TABLE wide AS SELECT g AS id, g % 7 AS k, repeat('x', 100) AS pad \
+             FROM generate_series(1, 150000) g; ANALYZE wide",
+        )
+        .await
+        .unwrap();
+    let options = PostgresOptions::from_url(&server.url(&database)).unwrap();
+    let source = Arc::new(PostgresSource::open("pg", options).await.unwrap());
+    let mut weft = WeftContext::new();
+    weft.register(source.clone()).unwrap();
+    (database, weft, source)
+}
+
+/// Whether this machine splits reads at all (one range per core).
+fn splits() -> bool {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) > 1
+}
+
+/// The `id`s of a result's first column, sorted.
+fn ids(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<i64> {
+    let mut ids: Vec<i64> = rows(batches)
+        .into_iter()
+        .map(|row| row[0].parse().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test]
+async fn a_large_scan_is_read_as_ranges_that_give_every_row_exactly_once() {
+    let (_, weft, source) = database_with_a_large_table().await;
+    let batches = weft
+        .sql("SELECT id, pad FROM pg.public.wide WHERE k <> 3")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let want: Vec<i64> = (1..=150_000).filter(|g| g % 7 != 3).collect();
+    assert_eq!(ids(&batches), want);
+    let sent = source.query_log().unwrap().statements();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    if splits() {
+        assert!(source.ranges_sent() >= 2, "{}", source.ranges_sent());
+    }
+
+    // Under a join's dynamic filter (the statement wrapped in `weft_dynamic_filter`), the
+    // ranges go into the wrapped scan.
+    let before = source.ranges_sent();
+    source.query_log().unwrap().clear();
+    source.query_log().unwrap().clear();
+    let batches = weft
+        .sql(
+            "SELECT w.id FROM pg.public.wide w \
+             JOIN (VALUES (5), (70000), (149999), (150001)) AS v(x) ON w.id = CAST(v.x AS INT)",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(ids(&batches), [5, 70000, 149999]);
+    let sent = source.query_log().unwrap().statements();
+    assert!(
+        sent.iter().any(|s| s.contains("weft_dynamic_filter")),
+        "{sent:#?}"
+    );
+    if splits() {
+        assert!(source.ranges_sent() >= before + 2);
+    }
+
+    // What is more than a scan is one statement, as planned.
+    let before = source.ranges_sent();
+    let got = answer(&weft, "SELECT count(*), sum(id) FROM pg.public.wide").await;
+    assert_eq!(got, [["150000", "11250075000"]]);
+    assert_eq!(source.ranges_sent(), before);
+}
+
+/// A split read runs each range in a transaction (to share one snapshot): whether it ends
+/// or is abandoned, every connection goes back to the pool with its transaction over.
+#[tokio::test]
+async fn split_reads_leave_no_transaction_open() {
+    let (database, weft, source) = database_with_a_large_table().await;
+    let server = pg::server();
+    for _ in 0..5 {
+        let mut stream = weft
+            .sql("SELECT id, pad FROM pg.public.wide")
+            .await
+            .unwrap()
+            .execute_stream()
+            .await
+            .unwrap();
+        stream.next().await.unwrap().unwrap();
+        drop(stream);
+        let batches = weft
+            .sql("SELECT id FROM pg.public.wide WHERE k = 0")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(ids(&batches).len(), 21_428);
+    }
+    if splits() {
+        assert!(source.ranges_sent() >= 20, "{}", source.ranges_sent());
+    }
+    let open = async || {
+        server
+            .query_i64(
+                &database,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state LIKE 'idle in transaction%'",
+            )
+            .await
+            .unwrap()
+    };
+    assert!(
+        eventually(10, async || open().await == 0).await,
+        "{} connections idle in a transaction",
+        open().await
+    );
+}
