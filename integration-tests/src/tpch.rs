@@ -728,6 +728,16 @@ pub async fn context(
     postgres_url: &str,
     pushdown: bool,
 ) -> Result<weft_planner::WeftContext, weft_core::Error> {
+    context_with(data, postgres_url, pushdown, None).await
+}
+
+/// [`context`] with the PostgreSQL source's `read_ranges` (its default when `None`).
+pub async fn context_with(
+    data: &DataDir,
+    postgres_url: &str,
+    pushdown: bool,
+    read_ranges: Option<usize>,
+) -> Result<weft_planner::WeftContext, weft_core::Error> {
     let files: Vec<(String, String)> = Table::ALL
         .iter()
         .map(|t| (t.name().to_string(), format!("{}.parquet", t.name())))
@@ -746,6 +756,7 @@ pub async fn context(
     let mut options = weft_postgres::PostgresOptions::from_url(postgres_url)
         .map_err(|e| weft_core::Error::source("pg", "postgres", e))?;
     options.schemas = Some(vec![Store::Postgres.schema().to_string()]);
+    options.read_ranges = read_ranges;
     let pg = weft_postgres::PostgresSource::open(Store::Postgres.source(), options).await?;
     let mut weft = if pushdown {
         weft_planner::WeftContext::new()

@@ -38,8 +38,9 @@ struct Args {
     /// Placements to run (default: all five).
     #[arg(long, value_delimiter = ',')]
     placements: Vec<String>,
-    /// Engines: `weft`, `weft-scans-only` (pushdown off), `duckdb`, `postgres` (the
-    /// `postgres` placement only), `weft-server` (see `--via-server`).
+    /// Engines: `weft`, `weft-scans-only` (pushdown off), `weft-whole` (every PostgreSQL
+    /// statement read whole: `read_ranges = 1`), `duckdb`, `postgres` (the `postgres`
+    /// placement only), `weft-server` (see `--via-server`).
     #[arg(
         long,
         value_delimiter = ',',
@@ -191,6 +192,7 @@ async fn run(args: Args) -> Result<()> {
         if ![
             "weft",
             "weft-scans-only",
+            "weft-whole",
             "duckdb",
             "postgres",
             "weft-server",
@@ -241,8 +243,12 @@ async fn run(args: Args) -> Result<()> {
         eprintln!("placement {}", placement.name());
         for engine in &engines {
             let results = match engine.as_str() {
-                "weft" | "weft-scans-only" => {
-                    let weft = tpch::context(&data, &pg_url, engine == "weft").await?;
+                "weft" | "weft-scans-only" | "weft-whole" => {
+                    // `weft-whole`: Weft reading every PostgreSQL statement whole, the
+                    // baseline of its split reads.
+                    let ranges = (engine == "weft-whole").then_some(1);
+                    let pushdown = engine != "weft-scans-only";
+                    let weft = tpch::context_with(&data, &pg_url, pushdown, ranges).await?;
                     let mut out = Vec::new();
                     for &(n, sql) in &queries {
                         let sql = placement.qualify(sql).map_err(anyhow::Error::msg)?;
