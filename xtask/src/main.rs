@@ -331,15 +331,15 @@ fn features(powerset: bool) -> Result<()> {
     let hack = tool("cargo-hack", "0.6.46")?;
     if powerset {
         // Every combination of every crate's features, built and tested.
-        run(Command::new(&hack).args(["hack", "test", "--workspace", "--feature-powerset"]))?;
+        run(cargo_tool(&hack).args(["hack", "test", "--workspace", "--feature-powerset"]))?;
         return Ok(());
     }
     // The binary's features (the connectors): no features, each alone, default, all; built
     // and tested. weft-parquet: no features and all features. Its object-store features
     // (`s3`, `gcs`, `azure`, `http`) only switch on object_store's own, and each alone is a
     // rebuild of DataFusion, so one by one they are left to `--powerset`.
-    run(Command::new(&hack).args(["hack", "test", "--package", "weft-server", "--each-feature"]))?;
-    run(Command::new(&hack).args([
+    run(cargo_tool(&hack).args(["hack", "test", "--package", "weft-server", "--each-feature"]))?;
+    run(cargo_tool(&hack).args([
         "hack",
         "check",
         "--package",
@@ -347,7 +347,7 @@ fn features(powerset: bool) -> Result<()> {
         "--all-targets",
         "--no-default-features",
     ]))?;
-    run(Command::new(&hack).args([
+    run(cargo_tool(&hack).args([
         "hack",
         "check",
         "--package",
@@ -428,7 +428,13 @@ fn cargo_bin() -> String {
 /// would otherwise see it change between a build through xtask and a plain `cargo build`,
 /// and rebuild itself and everything above it (ring, rustls, tonic, arrow-flight: minutes).
 fn cargo_command() -> Command {
-    let mut command = Command::new(cargo_bin());
+    cargo_tool(cargo_bin())
+}
+
+/// `program` (cargo, or a cargo subcommand such as cargo-hack that runs cargo) without the
+/// variables `cargo run` set for xtask: see [`cargo_command`].
+fn cargo_tool(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
     for (name, _) in std::env::vars_os() {
         let Some(name) = name.to_str() else { continue };
         if name.starts_with("CARGO_PKG_")
