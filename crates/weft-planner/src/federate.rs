@@ -34,7 +34,7 @@ use weft_core::remote::{remote_table_info, Capabilities};
 
 use crate::avg::{finish_decimal_avg, split_decimal_avg};
 use crate::pushdown::{expr_pushable, limits, node_pushable};
-use crate::unparse::{cast_literals, restore_names, use_remote_names};
+use crate::unparse::{cast_literals, float_casts_by_mantissa, restore_names, use_remote_names};
 
 /// A sub-plan that one source can run as a whole.
 #[derive(Clone)]
@@ -343,7 +343,7 @@ fn prepare_for_unparse(plan: LogicalPlan) -> Result<LogicalPlan> {
         | LogicalPlan::TableScan(_) => plan,
         other => project_all(other)?,
     };
-    let plan = cast_literals(use_remote_names(plan)?)?;
+    let plan = float_casts_by_mantissa(cast_literals(use_remote_names(plan)?)?)?;
     let same_columns = plan.schema().fields().len() == original_schema.fields().len()
         && plan
             .schema()

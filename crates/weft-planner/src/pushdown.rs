@@ -219,7 +219,10 @@ pub(crate) fn expr_pushable(expr: &Expr, schema: &DFSchema, caps: &Capabilities)
                     || (caps.numeric_casts
                         && is_integer(&from)
                         && matches!(data_type, DataType::Int64 | DataType::Float64))
-                    || (caps.decimals && exact_decimal_cast(&from, data_type)))
+                    || (caps.decimals && exact_decimal_cast(&from, data_type))
+                    || (caps.decimals
+                        && caps.numeric_casts
+                        && decimal_to_float_by_mantissa(&from, data_type)))
         }
         Expr::ScalarFunction(ScalarFunction { func, args }) => {
             caps.scalar_functions.contains(func.name()) && args.iter().all(pushable)
@@ -457,6 +460,20 @@ fn exact_decimal_cast(from: &DataType, to: &DataType) -> bool {
         },
     };
     integer_digits >= needed
+}
+
+/// A decimal cast to `double` that the source computes as Arrow does once
+/// [`crate::unparse::float_casts_by_mantissa`] has written it as
+/// `CAST(CAST(x * 10^s AS decimal(p, 0)) AS double) / 10^s`.
+///
+/// Arrow converts the mantissa to the nearest double and divides it by 10^s (a double for
+/// s <= 22, where every power of ten is exact); a plain `CAST(x AS double precision)` in
+/// Postgres is the nearest double to the decimal value, which differs where the mantissa
+/// has more than 53 bits. The rewritten form converts an integer (the nearest double in
+/// both) and divides in IEEE doubles (the same quotient in both). 256-bit decimals and
+/// casts to `float` (Arrow rounds twice there) stay in DataFusion.
+pub(crate) fn decimal_to_float_by_mantissa(from: &DataType, to: &DataType) -> bool {
+    matches!((from, to), (DataType::Decimal128(_, s), DataType::Float64) if (0..=22).contains(s))
 }
 
 fn type_of(expr: &Expr, schema: &DFSchema) -> DataType {

@@ -5,10 +5,13 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema, DFSchemaRef, TableReference};
+use datafusion::common::{Column, DFSchema, DFSchemaRef, ScalarValue, TableReference};
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::Cast;
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    binary_expr, cast, Aggregate, Expr, ExprSchemable, LogicalPlan, Operator, Projection,
+};
 use weft_core::remote::remote_table_name;
 
 type Renames = [(TableReference, TableReference)];
@@ -225,6 +228,75 @@ pub(crate) fn cast_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
             node.map_expressions(cast_typed_nulls)
         })?
         .data)
+}
+
+/// Writes each pushed `CAST(x AS double)` of a decimal `x` with scale `s > 0` as
+/// `CAST(CAST(x * 10^s AS decimal(p, 0)) AS double) / CAST(10^s AS double)`, which is how
+/// Arrow computes the cast: the nearest double to the mantissa, divided by 10^s. Any SQL
+/// source with exact decimals and IEEE doubles computes this form as Arrow does (and
+/// DataFusion computes it as the plain cast); see
+/// [`crate::pushdown::decimal_to_float_by_mantissa`], which lets only such casts through.
+pub(crate) fn float_casts_by_mantissa(plan: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(plan
+        .transform_up_with_subqueries(|node| {
+            let scope = match &node {
+                LogicalPlan::TableScan(scan) => DFSchema::try_from_qualified_schema(
+                    scan.table_name.clone(),
+                    &scan.source.schema(),
+                )?,
+                _ => {
+                    let mut scope = DFSchema::empty();
+                    for input in node.inputs() {
+                        scope.merge(input.schema());
+                    }
+                    scope
+                }
+            };
+            // Only these nodes' expressions name their output columns.
+            let names = matches!(node, LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_))
+                .then(|| NamePreserver::new(&node));
+            node.map_expressions(|expr| {
+                let saved = names.as_ref().map(|n| n.save(&expr));
+                let rewritten = expr.transform_up(|e| mantissa_cast(e, &scope))?;
+                Ok(match saved {
+                    Some(saved) if rewritten.transformed => {
+                        rewritten.update_data(|e| saved.restore(e))
+                    }
+                    _ => rewritten,
+                })
+            })
+        })?
+        .data)
+}
+
+fn mantissa_cast(expr: Expr, scope: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::Cast(Cast { expr: inner, field }) = &expr else {
+        return Ok(Transformed::no(expr));
+    };
+    if field.data_type() != &DataType::Float64 {
+        return Ok(Transformed::no(expr));
+    }
+    let DataType::Decimal128(precision, scale @ 1..=22) = inner.get_type(scope)? else {
+        return Ok(Transformed::no(expr));
+    };
+    let power = 10_i128.pow(u32::from(scale.unsigned_abs()));
+    let shift = Expr::Literal(
+        ScalarValue::Decimal128(Some(power), scale.unsigned_abs() + 1, 0),
+        None,
+    );
+    let mantissa = cast(
+        binary_expr(inner.as_ref().clone(), Operator::Multiply, shift),
+        DataType::Decimal128(precision, 0),
+    );
+    let divisor = cast(
+        Expr::Literal(ScalarValue::Float64(Some(power as f64)), None),
+        DataType::Float64,
+    );
+    Ok(Transformed::yes(binary_expr(
+        cast(mantissa, DataType::Float64),
+        Operator::Divide,
+        divisor,
+    )))
 }
 
 fn is_constant(expr: &Expr) -> bool {

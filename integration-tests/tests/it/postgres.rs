@@ -1,5 +1,8 @@
 //! PostgreSQL as a source, against a real server (see `integration_tests::pg`).
 
+use datafusion::arrow::array::{Array as _, AsArray as _, RecordBatch};
+use datafusion::arrow::datatypes::Float64Type;
+use datafusion::arrow::util::display::array_value_to_string;
 use futures::StreamExt as _;
 use integration_tests::pg::HOPELESS;
 use std::sync::Arc;
@@ -310,6 +313,57 @@ async fn exact_decimal_arithmetic_runs_in_postgres_and_what_rounds_stays_in_data
             !sent[0].contains("avg(") && sent[0].contains("sum(") && sent[0].contains("count("),
             "{}",
             sent[0]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_decimal_cast_to_double_runs_in_postgres_with_arrows_rounding() {
+    // Arrow casts a decimal to the nearest double of its mantissa divided by 10^scale;
+    // Postgres's own cast is the nearest double to the value. The two differ where the
+    // mantissa has more than 53 bits: 11529215046068471.01 is 11529215046068470.0 in Arrow
+    // and 11529215046068472.0 in Postgres.
+    let (weft, scans, pg) = pushdown_and_scans(
+        "CREATE TABLE big (id int PRIMARY KEY, v numeric(20,2), g int NOT NULL);
+         INSERT INTO big SELECT i, 11529215046068471.00 + i / 100.0, i % 3
+           FROM generate_series(0, 199) i;
+         INSERT INTO big VALUES (1000, 0.10, 0), (1001, -0.30, 1), (1002, NULL, 2),
+                                (1003, -11529215046068471.01, 0), (1004, 12.34, 1);",
+    )
+    .await;
+    for sql in [
+        "SELECT id, CAST(v AS DOUBLE) AS f FROM pg.public.big WHERE CAST(v AS DOUBLE) > 0.15 ORDER BY id",
+        "SELECT count(*) AS n FROM pg.public.big WHERE CAST(v AS DOUBLE) = 11529215046068470.0",
+        "SELECT g, 0.5 * CAST(sum(v) AS DOUBLE) AS half FROM pg.public.big GROUP BY g ORDER BY g",
+        "SELECT id FROM pg.public.big b
+         WHERE b.id < (SELECT 0.5 * CAST(min(v) AS DOUBLE) FROM pg.public.big WHERE g = b.g) ORDER BY id",
+    ] {
+        pg.query_log().unwrap().clear();
+        let bits = |batches: Vec<RecordBatch>| -> Vec<String> {
+            batches
+                .iter()
+                .flat_map(|b| {
+                    (0..b.num_rows()).map(move |row| {
+                        b.columns()
+                            .iter()
+                            .map(|c| match c.as_primitive_opt::<Float64Type>() {
+                                Some(f) if f.is_valid(row) => format!("{:x}", f.value(row).to_bits()),
+                                _ => array_value_to_string(c, row).unwrap(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                })
+                .collect()
+        };
+        let got = bits(weft.sql(sql).await.unwrap().collect().await.unwrap());
+        let sent = pg.query_log().unwrap().statements();
+        let want = bits(scans.sql(sql).await.unwrap().collect().await.unwrap());
+        assert_eq!(got, want, "{sql}\nsent: {sent:#?}");
+        assert!(!got.is_empty(), "{sql}");
+        assert!(
+            sent.iter().any(|s| s.contains("AS DOUBLE PRECISION) / CAST(100.0 AS DOUBLE PRECISION)")),
+            "the cast was not sent: {sent:#?}"
         );
     }
 }
