@@ -316,8 +316,8 @@ fn federate(
 ///   (`inline_common_exprs`); an aggregate over an aggregate reads a named derived table
 ///   (`name_derived_aggregate`); a filter under a table alias moves above it
 ///   (`lift_filter_over_alias`); an outer join without a condition gets `ON true`.
-/// - Names become the source's and literals are cast where SQL reads them differently
-///   ([`crate::unparse`]). The result has the plan's columns, possibly under other names:
+/// - Names become the source's, literals are cast where SQL reads them differently, and a
+///   decimal cast to double is spelled as Arrow computes it ([`crate::unparse`]). The result has the plan's columns, possibly under other names:
 ///   `federate` restores them above the federated node.
 fn prepare_for_unparse(plan: LogicalPlan) -> Result<LogicalPlan> {
     let original_schema = Arc::clone(plan.schema());

@@ -75,14 +75,20 @@ fn rename_node(node: LogicalPlan, renames: &Renames) -> Result<Transformed<Logic
     if node.inputs().is_empty() {
         return Ok(Transformed::no(node));
     }
-    let mut scope = DFSchema::empty();
-    for input in node.inputs() {
-        scope.merge(input.schema());
-    }
+    let scope = inputs_scope(&node);
     let node = node
         .map_expressions(|e| Ok(Transformed::yes(rename_expr(e, &scope, renames)?)))?
         .data;
     Ok(Transformed::yes(node.recompute_schema()?))
+}
+
+/// The columns a node's expressions can name: those of all its inputs.
+fn inputs_scope(node: &LogicalPlan) -> DFSchema {
+    let mut scope = DFSchema::empty();
+    for input in node.inputs() {
+        scope.merge(input.schema());
+    }
+    scope
 }
 
 /// `expr` with its columns renamed to what the (renamed) inputs in `scope` call them.
@@ -244,13 +250,7 @@ pub(crate) fn float_casts_by_mantissa(plan: LogicalPlan) -> Result<LogicalPlan> 
                     scan.table_name.clone(),
                     &scan.source.schema(),
                 )?,
-                _ => {
-                    let mut scope = DFSchema::empty();
-                    for input in node.inputs() {
-                        scope.merge(input.schema());
-                    }
-                    scope
-                }
+                _ => inputs_scope(&node),
             };
             // Only these nodes' expressions name their output columns.
             let names = matches!(node, LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_))
