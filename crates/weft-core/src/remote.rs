@@ -65,6 +65,13 @@ pub struct Capabilities {
     pub numeric_casts: bool,
     /// Text comparisons and ordering follow byte (code point) order, as DataFusion's do.
     pub binary_text_order: bool,
+    /// `date_part('year' | 'month' | 'day', d)` of a `DATE` gives DataFusion's answer once
+    /// the connector's AST rewrite has fixed the SQL up (Postgres returns a double, and its
+    /// years before 1 AD have no year 0).
+    pub date_parts: bool,
+    /// `substr(s, start[, count])` of text, with integer literals `start >= 1` and
+    /// `count >= 0`, counts characters as DataFusion does (and takes `integer` positions).
+    pub substr: bool,
 }
 
 impl Capabilities {

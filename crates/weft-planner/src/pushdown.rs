@@ -225,7 +225,12 @@ pub(crate) fn expr_pushable(expr: &Expr, schema: &DFSchema, caps: &Capabilities)
                         && decimal_to_float_by_mantissa(&from, data_type)))
         }
         Expr::ScalarFunction(ScalarFunction { func, args }) => {
-            caps.scalar_functions.contains(func.name()) && args.iter().all(pushable)
+            (caps.scalar_functions.contains(func.name())
+                || (caps.date_parts
+                    && func.name() == "date_part"
+                    && date_part_of_date(args, schema))
+                || (caps.substr && func.name() == "substr" && substr_from_start(args, schema)))
+                && args.iter().all(pushable)
         }
         Expr::AggregateFunction(AggregateFunction { func, params }) => {
             caps.aggregate_functions.contains(func.name())
@@ -474,6 +479,36 @@ fn exact_decimal_cast(from: &DataType, to: &DataType) -> bool {
 /// casts to `float` (Arrow rounds twice there) stay in DataFusion.
 pub(crate) fn decimal_to_float_by_mantissa(from: &DataType, to: &DataType) -> bool {
     matches!((from, to), (DataType::Decimal128(_, s), DataType::Float64) if (0..=22).contains(s))
+}
+
+/// `date_part('year' | 'month' | 'day', d)` of a `DATE` `d`: what
+/// [`Capabilities::date_parts`] covers. The part must be a `Utf8` literal, which the
+/// connector's rewrite can read; Arrow and SQL agree on these parts of a date but for the
+/// years before 1 AD, which the connector corrects.
+fn date_part_of_date(args: &[Expr], schema: &DFSchema) -> bool {
+    let [Expr::Literal(ScalarValue::Utf8(Some(part)), _), date] = args else {
+        return false;
+    };
+    matches!(part.to_ascii_lowercase().as_str(), "year" | "month" | "day")
+        && type_of(date, schema) == DataType::Date32
+}
+
+/// `substr(s, start[, count])` of text with literal positions counted from the start: what
+/// [`Capabilities::substr`] covers. A negative or zero start, a negative count or a position
+/// past `integer` is where SQL engines part ways (SQLite counts from the end, Postgres has no
+/// `substr(text, bigint)`).
+fn substr_from_start(args: &[Expr], schema: &DFSchema) -> bool {
+    let position = |e: &Expr, least: i64| match e {
+        Expr::Literal(ScalarValue::Int64(Some(n)), _) => (least..=i64::from(i32::MAX)).contains(n),
+        _ => false,
+    };
+    match args {
+        [text, start] => is_string_like(&type_of(text, schema)) && position(start, 1),
+        [text, start, count] => {
+            is_string_like(&type_of(text, schema)) && position(start, 1) && position(count, 0)
+        }
+        _ => false,
+    }
 }
 
 fn type_of(expr: &Expr, schema: &DFSchema) -> DataType {

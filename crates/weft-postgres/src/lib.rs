@@ -248,13 +248,14 @@ impl PostgresSource {
                 )),
                 Arc::new(PostgreSqlDialect {}),
             )
+            .with_ast_rewrite(dialect::rewrite_statement)
             // PostgreSQL hashes a long `IN` list: 30 000 keys cut TPC-H Q12's orders from
             // 1.5 M rows to 29 000 (SF 1).
             .with_dynamic_filters(100_000),
         );
         let database = RemoteDatabase::new(
             Arc::clone(&executor),
-            dialect::capabilities(discovered.binary_collation),
+            dialect::capabilities(discovered.binary_collation, discovered.utf8),
         );
         let tables = schemas
             .into_iter()
@@ -324,6 +325,9 @@ struct Discovered {
     estimates: HashMap<(String, String), u64>,
     /// The database's collation orders text by code point, as DataFusion does.
     binary_collation: bool,
+    /// The database's encoding is UTF-8, so its text functions count characters as
+    /// DataFusion does (`SQL_ASCII` counts bytes).
+    utf8: bool,
 }
 
 async fn discover(
@@ -399,13 +403,15 @@ async fn discover(
     // built-in provider (17 and later), which always does.
     let database = client
         .query_one(
-            "SELECT datcollate::text, to_jsonb(d) ->> 'datlocprovider' \
+            "SELECT datcollate::text, to_jsonb(d) ->> 'datlocprovider', \
+                    pg_catalog.pg_encoding_to_char(encoding) \
              FROM pg_catalog.pg_database d WHERE datname = current_database()",
             &[],
         )
         .await
         .map_err(|e| e.to_string())?;
     let (collation, provider): (String, Option<String>) = (database.get(0), database.get(1));
+    let utf8 = database.get::<_, String>(2) == "UTF8";
     let binary_collation = match provider.as_deref() {
         Some("i") => false,
         Some("b") => true,
@@ -415,6 +421,7 @@ async fn discover(
         tables,
         estimates,
         binary_collation,
+        utf8,
     })
 }
 

@@ -13,7 +13,8 @@ use weft_core::remote::Capabilities;
 /// Kept out: `/` and `%` (SQLite returns NULL on division by zero where DataFusion fails),
 /// `LIKE` (case-insensitive for ASCII in SQLite), timestamps (stored as text in more than one
 /// format, so text comparison is not time comparison), decimals (SQLite has none), `upper`,
-/// `lower` (ASCII-only in SQLite) and `substr` (negative starts count from the end).
+/// `lower` (ASCII-only in SQLite) and `substr` but from the start (SQLite counts a negative
+/// start from the end).
 pub(crate) fn capabilities() -> Capabilities {
     let mut caps = Capabilities::scan_only("sqlite");
     caps.scalar_functions = ["abs", "coalesce", "nullif", "character_length", "length"]
@@ -31,6 +32,8 @@ pub(crate) fn capabilities() -> Capabilities {
     caps.date_comparisons = true;
     caps.numeric_casts = true;
     caps.binary_text_order = true;
+    // From the start only: SQLite counts a negative start from the end.
+    caps.substr = true;
     caps
 }
 

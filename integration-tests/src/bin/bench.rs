@@ -39,14 +39,19 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     placements: Vec<String>,
     /// Engines: `weft`, `weft-scans-only` (pushdown off), `weft-whole` (every PostgreSQL
-    /// statement read whole: `read_ranges = 1`), `duckdb`, `postgres` (the `postgres`
-    /// placement only), `weft-server` (see `--via-server`).
+    /// statement read whole: `read_ranges = 1`), `weft-set` (Weft with the `--set`
+    /// options), `duckdb`, `postgres` (the `postgres` placement only), `weft-server` (see
+    /// `--via-server`).
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "weft,weft-scans-only,duckdb,postgres"
     )]
     engines: Vec<String>,
+    /// DataFusion options for the `weft-set` engine, `key=value` (repeatable), e.g.
+    /// `--set datafusion.execution.target_partitions=4`: an A/B of a setting in one run.
+    #[arg(long = "set", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
     /// A PostgreSQL server to load and query (`postgres://user@host:port/`); by default a
     /// throwaway cluster is started from the installed PostgreSQL.
     #[arg(long)]
@@ -193,6 +198,7 @@ async fn run(args: Args) -> Result<()> {
             "weft",
             "weft-scans-only",
             "weft-whole",
+            "weft-set",
             "duckdb",
             "postgres",
             "weft-server",
@@ -201,6 +207,9 @@ async fn run(args: Args) -> Result<()> {
         {
             bail!("no engine named `{engine}`");
         }
+    }
+    if args.engines.iter().any(|e| e == "weft-set") && args.settings.is_empty() {
+        bail!("the engine `weft-set` needs at least one `--set key=value`");
     }
     let readers = args.readers();
     if let Some(reader) = readers.iter().find(|r| !READERS.contains(&r.as_str())) {
@@ -243,12 +252,22 @@ async fn run(args: Args) -> Result<()> {
         eprintln!("placement {}", placement.name());
         for engine in &engines {
             let results = match engine.as_str() {
-                "weft" | "weft-scans-only" | "weft-whole" => {
+                "weft" | "weft-scans-only" | "weft-whole" | "weft-set" => {
                     // `weft-whole`: Weft reading every PostgreSQL statement whole, the
                     // baseline of its split reads.
                     let ranges = (engine == "weft-whole").then_some(1);
                     let pushdown = engine != "weft-scans-only";
                     let weft = tpch::context_with(&data, &pg_url, pushdown, ranges).await?;
+                    if engine == "weft-set" {
+                        let state = weft.session().state_ref();
+                        let mut state = state.write();
+                        let options = state.config_mut().options_mut();
+                        for (key, value) in &args.settings {
+                            options
+                                .set(key, value)
+                                .with_context(|| format!("--set {key}={value}"))?;
+                        }
+                    }
                     let mut out = Vec::new();
                     for &(n, sql) in &queries {
                         let sql = placement.qualify(sql).map_err(anyhow::Error::msg)?;
@@ -354,6 +373,16 @@ fn iface() -> &'static str {
 }
 
 /// `1gbit`, `100mbit`, `500kbit`, `1000000` (bits per second) → bits per second.
+/// `key=value` of `--set`.
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("`{s}` is not `key=value`")),
+    }
+}
+
 fn parse_rate(text: &str) -> Result<u64, String> {
     let lower = text.trim().to_ascii_lowercase();
     let (digits, scale) = [

@@ -161,6 +161,52 @@ async fn sqlite_columns_with_a_collation_give_datafusions_answer() {
 }
 
 #[tokio::test]
+async fn substr_from_the_start_runs_in_sqlite_and_from_the_end_stays_in_datafusion() {
+    // SQLite counts a negative start from the end of the text; DataFusion, as Postgres, from
+    // before its first character.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("texts.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT, n INTEGER NOT NULL);
+             INSERT INTO t VALUES (1, 'alphabet', 2), (2, 'ĳsselmeer', 3), (3, NULL, 1),
+                                  (4, '日本語テキスト', 4), (5, '', 0), (6, '13-555', 1);",
+        )
+        .unwrap();
+    let open = || async {
+        std::sync::Arc::new(
+            weft_sqlite::SqliteSource::open("lite", &path)
+                .await
+                .unwrap(),
+        )
+    };
+    let lite = open().await;
+    let mut weft = weft_planner::WeftContext::new();
+    weft.register(lite.clone()).unwrap();
+    let mut scans = weft_planner::WeftContext::without_pushdown();
+    scans.register(open().await).unwrap();
+    let wrong = differences(
+        &weft,
+        &scans,
+        &[
+            "SELECT id, substr(s, -2, 4) AS a, substr(s, 0, 3) AS b, substr(s, -3) AS c
+         FROM lite.main.t ORDER BY id",
+            "SELECT id, substr(s, n) AS a, substr(s, 2, n) AS b FROM lite.main.t ORDER BY id",
+        ],
+    )
+    .await;
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    for sql in [
+        "SELECT id, substr(s, 2, 3) AS a, substr(s, 4) AS b, substr(s, 1, 0) AS c
+         FROM lite.main.t WHERE substring(s FROM 1 FOR 2) IN ('al', 'ĳs', '日本', '13')",
+        "SELECT substr(s, 1, 1) AS first, count(*) AS n FROM lite.main.t GROUP BY substr(s, 1, 1)",
+    ] {
+        pushed_whole(&weft, &scans, lite.query_log().unwrap(), sql, &["substr("]).await;
+    }
+}
+
+#[tokio::test]
 async fn explain_shows_the_sql_per_source() {
     let weft = federated().await.0;
     let batches = weft
