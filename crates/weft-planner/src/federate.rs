@@ -21,7 +21,7 @@ use datafusion::common::{plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
-    Aggregate, Expr, Extension, Filter, JoinType, LogicalPlan, Projection, SubqueryAlias,
+    Aggregate, Expr, Extension, Filter, JoinType, LogicalPlan, Projection, Subquery, SubqueryAlias,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::sql::sqlparser::ast::{
@@ -66,6 +66,14 @@ impl Default for FederationRule {
     }
 }
 
+/// The federation rule runs on a stack of its own when less than [`RULE_RED_ZONE`] is left:
+/// it walks the plan and its subqueries and unparses every candidate sub-plan, and
+/// DataFusion's unparser recurses once per node and expression level (TPC-H Q20's nested
+/// subqueries took more than a test thread's 2 MiB in a debug build). Only address space
+/// is reserved; pages are touched as they are used.
+const RULE_STACK: usize = 32 * 1024 * 1024;
+const RULE_RED_ZONE: usize = 4 * 1024 * 1024;
+
 impl FederationRule {
     /// A new rule.
     pub fn new() -> Self {
@@ -94,7 +102,9 @@ impl OptimizerRule for FederationRule {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let (plan, remote) = visit(plan, config, self.pushdown)?;
+        let (plan, remote) = stacker::maybe_grow(RULE_RED_ZONE, RULE_STACK, || {
+            visit(plan, config, self.pushdown)
+        })?;
         let plan = match remote {
             Some(remote) => federate(plan, &remote, config)?,
             None => plan,
@@ -128,8 +138,9 @@ fn visit(
     }
 
     // Subqueries left in expressions are planned on their own; the node that holds them
-    // stays in DataFusion.
-    let (plan, has_subqueries) = federate_subqueries(plan, config, pushdown)?;
+    // stays in DataFusion, unless they are scalar subqueries that run whole in the source
+    // its inputs run in (`with_subqueries`: the node with them not yet cut out).
+    let (plan, has_subqueries, with_subqueries) = federate_subqueries(plan, config, pushdown)?;
 
     let inputs: Vec<LogicalPlan> = plan.inputs().into_iter().cloned().collect();
     if inputs.is_empty() {
@@ -143,28 +154,33 @@ fn visit(
         remotes.push(remote);
     }
 
-    // The whole node can run remotely when all inputs run in the same database and the
-    // node itself is pushable there.
-    if pushdown && !has_subqueries {
+    // The whole node can run remotely when all inputs (and subqueries) run in the same
+    // database and the node itself is pushable there.
+    if pushdown {
         if let Some(Some(first)) = remotes.first() {
             let same = remotes
                 .iter()
                 .all(|r| r.as_ref().is_some_and(|r| r.same_database(first)));
             let input_limited = remotes.iter().flatten().any(|r| r.limited);
-            if same
-                && node_pushable(&plan, &first.capabilities, input_limited)
-                && unparses_cleanly(&plan, first.dialect.as_ref())
-            {
+            let whole = match &with_subqueries {
+                _ if !has_subqueries => Some(&plan),
+                Some((node, remote)) if remote.same_database(first) => Some(node),
+                _ => None,
+            };
+            if let Some(whole) = whole.filter(|whole| {
+                same && node_pushable(whole, &first.capabilities, input_limited)
+                    && unparses_cleanly(whole, first.dialect.as_ref())
+            }) {
                 let remote = Remote {
-                    limited: limits(&plan)
-                        || (input_limited && matches!(plan, LogicalPlan::Projection(_))),
+                    limited: limits(whole)
+                        || (input_limited && matches!(whole, LogicalPlan::Projection(_))),
                     ..first.clone()
                 };
-                return Ok((plan, Some(remote)));
+                return Ok((whole.clone(), Some(remote)));
             }
             // An aggregate held back only by a decimal `avg`: its sum and count go to the
             // source, the average is finished here by DataFusion's rule.
-            if let (LogicalPlan::Aggregate(aggregate), true) = (&plan, same) {
+            if let (LogicalPlan::Aggregate(aggregate), true) = (&plan, same && !has_subqueries) {
                 if let Some((parts, finish)) = split_decimal_avg(aggregate)? {
                     if node_pushable(&parts, &first.capabilities, input_limited)
                         && unparses_cleanly(&parts, first.dialect.as_ref())
@@ -206,12 +222,13 @@ fn visit(
 }
 
 /// Splits a filter into the conjuncts the source can evaluate and the rest; `None` when
-/// nothing (or everything) is pushable.
+/// nothing (or everything) is pushable. A conjunct with a subquery stays: its subquery has
+/// been planned (and cut out) on its own.
 fn split_filter(filter: &Filter, caps: &Capabilities) -> Result<Option<(Expr, Expr)>> {
     let schema = filter.input.schema();
     let (pushed, kept): (Vec<&Expr>, Vec<&Expr>) = split_conjunction(&filter.predicate)
         .into_iter()
-        .partition(|e| expr_pushable(e, schema, caps));
+        .partition(|e| expr_pushable(e, schema, caps) && !has_subquery(e));
     if pushed.is_empty() || kept.is_empty() {
         return Ok(None);
     }
@@ -222,52 +239,87 @@ fn split_filter(filter: &Filter, caps: &Capabilities) -> Result<Option<(Expr, Ex
     }
 }
 
-/// Plans the subqueries inside the node's expressions on their own.
+fn has_subquery(expr: &Expr) -> bool {
+    expr.exists(|e| {
+        Ok(matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+        ))
+    })
+    .unwrap_or(true)
+}
+
+/// The node with what [`federate_subqueries`] found in its expressions.
+type NodeWithSubqueries = (LogicalPlan, bool, Option<(LogicalPlan, Remote)>);
+
+/// Plans the subqueries inside the node's expressions on their own: the node with each
+/// subquery cut out where it runs in a source, whether it has any, and, when all of them
+/// are uncorrelated scalar subqueries that run whole in one database, the node with them
+/// uncut and that database (the node may then run there with them, as `(SELECT ...)`).
 fn federate_subqueries(
     plan: LogicalPlan,
     config: &dyn OptimizerConfig,
     pushdown: bool,
-) -> Result<(LogicalPlan, bool)> {
-    let has_subqueries = plan.expressions().iter().any(|e| {
-        e.exists(|e| {
-            Ok(matches!(
-                e,
-                Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
-            ))
-        })
-        .unwrap_or(true)
-    });
-    if !has_subqueries {
-        return Ok((plan, false));
+) -> Result<NodeWithSubqueries> {
+    if !plan.expressions().iter().any(has_subquery) {
+        return Ok((plan, false, None));
     }
-    let plan = plan
+    // Each subquery's plan, visited, with the source it runs in whole.
+    let mut visited: Vec<(LogicalPlan, Option<Remote>)> = Vec::new();
+    let mut uncorrelated_scalars = true;
+    let uncut = map_subqueries(plan, |subquery, uncorrelated_scalar| {
+        uncorrelated_scalars &= uncorrelated_scalar;
+        let (inner, remote) = visit(subquery.subquery.as_ref().clone(), config, pushdown)?;
+        visited.push((inner.clone(), remote));
+        Ok(subquery.with_plan(Arc::new(inner)))
+    })?;
+    let one_database = match visited.first() {
+        Some((_, Some(first))) if uncorrelated_scalars => visited
+            .iter()
+            .all(|(_, r)| r.as_ref().is_some_and(|r| r.same_database(first)))
+            .then(|| first.clone()),
+        _ => None,
+    };
+    // The node with each subquery cut out where it runs in one source, in the same order.
+    let mut visited = visited.into_iter();
+    let cut = map_subqueries(uncut.clone(), |subquery, _| {
+        let (inner, remote) = visited.next().expect("one visit per subquery");
+        let inner = match remote {
+            Some(remote) => federate(inner, &remote, config)?,
+            None => inner,
+        };
+        Ok(subquery.with_plan(Arc::new(inner)))
+    })?;
+    Ok((cut, true, one_database.map(|remote| (uncut, remote))))
+}
+
+/// The node with `f` applied to each subquery in its expressions, in order; `f` also hears
+/// whether the subquery is an uncorrelated scalar one.
+fn map_subqueries(
+    plan: LogicalPlan,
+    mut f: impl FnMut(&Subquery, bool) -> Result<Subquery>,
+) -> Result<LogicalPlan> {
+    Ok(plan
         .map_expressions(|expr| {
             expr.transform(|e| {
-                let rewrite = |subquery: &datafusion::logical_expr::Subquery| -> Result<_> {
-                    let inner = subquery.subquery.as_ref().clone();
-                    let (inner, remote) = visit(inner, config, pushdown)?;
-                    let inner = match remote {
-                        Some(remote) => federate(inner, &remote, config)?,
-                        None => inner,
-                    };
-                    Ok(subquery.with_plan(Arc::new(inner)))
-                };
                 Ok(match e {
-                    Expr::ScalarSubquery(s) => Transformed::yes(Expr::ScalarSubquery(rewrite(&s)?)),
+                    Expr::ScalarSubquery(s) => {
+                        let uncorrelated = s.outer_ref_columns.is_empty();
+                        Transformed::yes(Expr::ScalarSubquery(f(&s, uncorrelated)?))
+                    }
                     Expr::Exists(mut x) => {
-                        x.subquery = rewrite(&x.subquery)?;
+                        x.subquery = f(&x.subquery, false)?;
                         Transformed::yes(Expr::Exists(x))
                     }
                     Expr::InSubquery(mut x) => {
-                        x.subquery = rewrite(&x.subquery)?;
+                        x.subquery = f(&x.subquery, false)?;
                         Transformed::yes(Expr::InSubquery(x))
                     }
                     other => Transformed::no(other),
                 })
             })
         })?
-        .data;
-    Ok((plan, true))
+        .data)
 }
 
 /// Hands a sub-plan to its source's federation optimizer, which replaces it with a

@@ -134,6 +134,9 @@ pub(crate) fn expr_pushable(expr: &Expr, schema: &DFSchema, caps: &Capabilities)
     }
     match expr {
         Expr::Column(_) => true,
+        // `(SELECT ...)`, when the federation rule has found that its plan runs whole in the
+        // same source.
+        Expr::ScalarSubquery(s) => s.outer_ref_columns.is_empty(),
         Expr::Alias(a) => pushable(&a.expr),
         Expr::Literal(value, _) => literal_pushable(value, caps),
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
