@@ -137,6 +137,22 @@ fn visit(
         return Ok((plan, remote));
     }
 
+    // A semi or anti join whose kept side is filtered by a subquery (TPC-H Q22) can run in
+    // its source with the filter above it: the join keeps rows of that side only.
+    if let Some(lifted) = pushdown
+        .then(|| filter_over_semi_join(&plan))
+        .transpose()?
+        .flatten()
+    {
+        if let LogicalPlan::Filter(filter) = &lifted {
+            let (join, remote) = visit(filter.input.as_ref().clone(), config, pushdown)?;
+            if remote.is_some() {
+                let lifted = Filter::try_new(filter.predicate.clone(), Arc::new(join))?;
+                return visit(LogicalPlan::Filter(lifted), config, pushdown);
+            }
+        }
+    }
+
     // Subqueries left in expressions are planned on their own; the node that holds them
     // stays in DataFusion, unless they are scalar subqueries that run whole in the source
     // its inputs run in (`with_subqueries`: the node with them not yet cut out).
@@ -237,6 +253,37 @@ fn split_filter(filter: &Filter, caps: &Capabilities) -> Result<Option<(Expr, Ex
         (Some(pushed), Some(kept)) => Ok(Some((pushed, kept))),
         _ => Ok(None),
     }
+}
+
+/// `Filter(p, L) ⋉ R` as `Filter(p, L ⋉ R)` (and the same for anti joins, and for the right
+/// side of right semi and anti joins) when `p` holds a subquery, which keeps the join out
+/// of the source. The join's result is rows of the filtered side only, so the two are the
+/// same rows; `p` is then evaluated on fewer of them.
+fn filter_over_semi_join(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    let LogicalPlan::Join(join) = plan else {
+        return Ok(None);
+    };
+    let kept = match join.join_type {
+        JoinType::LeftSemi | JoinType::LeftAnti => &join.left,
+        JoinType::RightSemi | JoinType::RightAnti => &join.right,
+        _ => return Ok(None),
+    };
+    let LogicalPlan::Filter(filter) = kept.as_ref() else {
+        return Ok(None);
+    };
+    if !has_subquery(&filter.predicate) || filter.predicate.is_volatile() {
+        return Ok(None);
+    }
+    let mut lifted = join.clone();
+    match join.join_type {
+        JoinType::LeftSemi | JoinType::LeftAnti => lifted.left = Arc::clone(&filter.input),
+        _ => lifted.right = Arc::clone(&filter.input),
+    }
+    let lifted = Filter::try_new(
+        filter.predicate.clone(),
+        Arc::new(LogicalPlan::Join(lifted)),
+    )?;
+    Ok(Some(LogicalPlan::Filter(lifted)))
 }
 
 fn has_subquery(expr: &Expr) -> bool {
