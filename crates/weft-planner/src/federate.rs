@@ -139,17 +139,15 @@ fn visit(
 
     // A semi or anti join whose kept side is filtered by a subquery (TPC-H Q22) can run in
     // its source with the filter above it: the join keeps rows of that side only.
-    if let Some(lifted) = pushdown
+    if let Some(filter) = pushdown
         .then(|| filter_over_semi_join(&plan))
         .transpose()?
         .flatten()
     {
-        if let LogicalPlan::Filter(filter) = &lifted {
-            let (join, remote) = visit(filter.input.as_ref().clone(), config, pushdown)?;
-            if remote.is_some() {
-                let lifted = Filter::try_new(filter.predicate.clone(), Arc::new(join))?;
-                return visit(LogicalPlan::Filter(lifted), config, pushdown);
-            }
+        let (join, remote) = visit(filter.input.as_ref().clone(), config, pushdown)?;
+        if remote.is_some() {
+            let lifted = Filter::try_new(filter.predicate, Arc::new(join))?;
+            return visit(LogicalPlan::Filter(lifted), config, pushdown);
         }
     }
 
@@ -259,7 +257,7 @@ fn split_filter(filter: &Filter, caps: &Capabilities) -> Result<Option<(Expr, Ex
 /// side of right semi and anti joins) when `p` holds a subquery, which keeps the join out
 /// of the source. The join's result is rows of the filtered side only, so the two are the
 /// same rows; `p` is then evaluated on fewer of them.
-fn filter_over_semi_join(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+fn filter_over_semi_join(plan: &LogicalPlan) -> Result<Option<Filter>> {
     let LogicalPlan::Join(join) = plan else {
         return Ok(None);
     };
@@ -279,11 +277,11 @@ fn filter_over_semi_join(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
         JoinType::LeftSemi | JoinType::LeftAnti => lifted.left = Arc::clone(&filter.input),
         _ => lifted.right = Arc::clone(&filter.input),
     }
-    let lifted = Filter::try_new(
+    Filter::try_new(
         filter.predicate.clone(),
         Arc::new(LogicalPlan::Join(lifted)),
-    )?;
-    Ok(Some(LogicalPlan::Filter(lifted)))
+    )
+    .map(Some)
 }
 
 fn has_subquery(expr: &Expr) -> bool {
