@@ -104,6 +104,26 @@ async fn what_sqlite_computes_differently_stays_in_datafusion() {
     assert!(err.to_string().contains("Divide by zero"), "{err}");
 }
 
+/// The SQLite file at `path` opened as the source `lite`, with and without pushdown: the
+/// latter scans the tables and computes everything in DataFusion.
+async fn pushdown_and_scans(
+    path: &std::path::Path,
+) -> (
+    weft_planner::WeftContext,
+    weft_planner::WeftContext,
+    std::sync::Arc<weft_sqlite::SqliteSource>,
+) {
+    let open = || async {
+        std::sync::Arc::new(weft_sqlite::SqliteSource::open("lite", path).await.unwrap())
+    };
+    let lite = open().await;
+    let mut weft = weft_planner::WeftContext::new();
+    weft.register(lite.clone()).unwrap();
+    let mut scans = weft_planner::WeftContext::without_pushdown();
+    scans.register(open().await).unwrap();
+    (weft, scans, lite)
+}
+
 #[tokio::test]
 async fn sqlite_columns_with_a_collation_give_datafusions_answer() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,18 +139,7 @@ async fn sqlite_columns_with_a_collation_give_datafusions_answer() {
                               FROM t;",
         )
         .unwrap();
-    let open = || async {
-        std::sync::Arc::new(
-            weft_sqlite::SqliteSource::open("lite", &path)
-                .await
-                .unwrap(),
-        )
-    };
-    let lite = open().await;
-    let mut weft = weft_planner::WeftContext::new();
-    weft.register(lite.clone()).unwrap();
-    let mut scans = weft_planner::WeftContext::without_pushdown();
-    scans.register(open().await).unwrap();
+    let (weft, scans, lite) = pushdown_and_scans(&path).await;
     // Each of these answers otherwise in SQLite, which compares by the column's collation.
     let wrong = differences(&weft, &scans, &[
         "SELECT id FROM lite.main.t WHERE ci = 'abc' ORDER BY id",
@@ -174,18 +183,7 @@ async fn substr_from_the_start_runs_in_sqlite_and_from_the_end_stays_in_datafusi
                                   (4, '日本語テキスト', 4), (5, '', 0), (6, '13-555', 1);",
         )
         .unwrap();
-    let open = || async {
-        std::sync::Arc::new(
-            weft_sqlite::SqliteSource::open("lite", &path)
-                .await
-                .unwrap(),
-        )
-    };
-    let lite = open().await;
-    let mut weft = weft_planner::WeftContext::new();
-    weft.register(lite.clone()).unwrap();
-    let mut scans = weft_planner::WeftContext::without_pushdown();
-    scans.register(open().await).unwrap();
+    let (weft, scans, lite) = pushdown_and_scans(&path).await;
     let wrong = differences(
         &weft,
         &scans,
